@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Run Tempest's API tests for one service against a running picocloud.
+#
+#   tools/tempest.sh SERVICE [DATA_DIR] [extra `tempest run` args...]
+#
+# SERVICE: identity | image | compute | network | volume
+# DATA_DIR: where picocloud wrote clouds.yaml
+#           (default ${PICOCLOUD_DATA_DIR:-$HOME/.local/share/picocloud}).
+# Environment:
+#   TEMPEST               tempest executable (default: the repo's .venv/bin/tempest)
+#   TEMPEST_CONCURRENCY   workers (default 2)
+#   TEMPEST_ARGS          extra `tempest run` arguments (word-split)
+#   TEMPEST_SERVICES      services to mark available, e.g. "nova glance neutron"
+#                         (default: the one under test; identity is always on)
+#   TEMPEST_IMAGE_REF[_ALT], TEMPEST_FLAVOR_REF[_ALT], TEMPEST_PUBLIC_NETWORK_ID,
+#   TEMPEST_COMPUTE_MAX_MICROVERSION, TEMPEST_VOLUME_MAX_MICROVERSION
+#                         written to tempest.conf when set
+#   TEMPEST_EXTRA_CONF    a file appended verbatim to tempest.conf (feature flags...)
+# Prints `passed: N`, `failed: N`, `skipped: N` and the log/subunit paths; exits 0 when
+# tempest ran, whatever the test results, and non-zero when it could not run.
+set -euo pipefail
+
+usage="usage: $0 identity|image|compute|network|volume [DATA_DIR] [tempest run args...]"
+service=${1:?$usage}
+shift
+data_dir=${PICOCLOUD_DATA_DIR:-$HOME/.local/share/picocloud}
+if [[ $# -gt 0 && $1 != -* ]]; then data_dir=$1; shift; fi
+data_dir=$(realpath -m "$data_dir")
+
+case $service in
+  identity) regex='^tempest\.api\.identity'; available='' ;;
+  image)    regex='^tempest\.api\.image\.v2'; available='glance' ;;
+  compute)  regex='^tempest\.api\.compute'; available='nova' ;;
+  network)  regex='^tempest\.api\.network'; available='neutron' ;;
+  volume)   regex='^tempest\.api\.volume'; available='cinder' ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
+available=${TEMPEST_SERVICES:-$available}
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+tempest=${TEMPEST:-$repo/.venv/bin/tempest}
+if [[ ! -x $tempest ]]; then
+  "$(dirname "$tempest")/pip" install tempest
+fi
+python=$(dirname "$tempest")/python  # the tempest venv has PyYAML (via openstacksdk)
+
+clouds=$data_dir/clouds.yaml
+[[ -f $clouds ]] || { echo "no $clouds: is picocloud running?" >&2; exit 1; }
+# One value per line: auth_url (ending in /v3), username, password, project, domain,
+# region; `$` doubled since oslo.config interpolates it.
+mapfile -t cloud < <("$python" - "$clouds" <<'EOF'
+import sys, yaml
+cloud = yaml.safe_load(open(sys.argv[1]))["clouds"]["picocloud"]
+auth = cloud["auth"]
+url = auth["auth_url"].rstrip("/")
+for value in (
+    url if url.endswith("/v3") else url + "/v3",
+    auth.get("username", "admin"),
+    auth["password"],
+    auth.get("project_name", "admin"),
+    auth.get("user_domain_name", "Default"),
+    cloud.get("region_name", "RegionOne"),
+):
+    print(str(value).replace("$", "$$"))
+EOF
+)
+[[ ${#cloud[@]} -eq 6 ]] || { echo "cannot read the picocloud cloud from $clouds" >&2; exit 1; }
+
+ws=$data_dir/tempest/cloud
+if [[ ! -f $ws/.stestr.conf ]]; then
+  mkdir -p "$data_dir/tempest"
+  "$tempest" init --workspace-path "$data_dir/tempest/workspace.yaml" "$ws"
+fi
+
+on() { [[ " $available " == *" $1 "* ]] && echo true || echo false; }
+opt() { [[ -n ${2:-} ]] && echo "$1 = $2"; return 0; }
+{
+  cat <<EOF
+[DEFAULT]
+log_dir = $ws/logs
+log_file = tempest.log
+
+[oslo_concurrency]
+lock_path = $ws/tempest_lock
+
+[auth]
+admin_username = ${cloud[1]}
+admin_password = ${cloud[2]}
+admin_project_name = ${cloud[3]}
+admin_domain_name = ${cloud[4]}
+use_dynamic_credentials = true
+create_isolated_networks = $(on neutron)
+
+[identity]
+uri_v3 = ${cloud[0]}
+auth_version = v3
+region = ${cloud[5]}
+
+[identity-feature-enabled]
+api_v2 = false
+api_v3 = true
+trust = true
+access_rules = true
+security_compliance = false
+api_extensions = all
+
+[service_available]
+nova = $(on nova)
+neutron = $(on neutron)
+glance = $(on glance)
+cinder = $(on cinder)
+swift = false
+horizon = false
+
+[validation]
+run_validation = false
+
+[compute]
+EOF
+  opt image_ref "${TEMPEST_IMAGE_REF:-}"
+  opt image_ref_alt "${TEMPEST_IMAGE_REF_ALT:-${TEMPEST_IMAGE_REF:-}}"
+  opt flavor_ref "${TEMPEST_FLAVOR_REF:-}"
+  opt flavor_ref_alt "${TEMPEST_FLAVOR_REF_ALT:-${TEMPEST_FLAVOR_REF:-}}"
+  opt max_microversion "${TEMPEST_COMPUTE_MAX_MICROVERSION:-}"
+  printf '\n[volume]\ncatalog_type = block-storage\n'
+  opt max_microversion "${TEMPEST_VOLUME_MAX_MICROVERSION:-}"
+  printf '\n[network]\n'
+  opt public_network_id "${TEMPEST_PUBLIC_NETWORK_ID:-}"
+  if [[ -n ${TEMPEST_EXTRA_CONF:-} ]]; then echo; cat "$TEMPEST_EXTRA_CONF"; fi
+} >"$ws/etc/tempest.conf"
+
+read -ra extra <<<"${TEMPEST_ARGS:-}"
+console=$ws/logs/$service-$(date +%Y%m%d-%H%M%S).txt
+cd "$ws"
+set +e
+"$tempest" run --config-file "$ws/etc/tempest.conf" --regex "$regex" \
+  --concurrency "${TEMPEST_CONCURRENCY:-2}" \
+  "${extra[@]}" "$@" 2>&1 | tee "$console"
+rc=${PIPESTATUS[0]}
+set -e
+
+count() { sed -n "s/^ *- $1: *\([0-9][0-9]*\).*/\1/p" "$console" | tail -n1; }
+passed=$(count Passed) failed=$(count Failed) skipped=$(count Skipped)
+if [[ -z $passed || -z $failed ]]; then  # no summary: --list-tests, or tempest failed
+  [[ $rc -eq 0 ]] && exit 0
+  printf "\ntempest did not run (exit %s); see %s\n" "$rc" "$console" >&2
+  exit "$rc"
+fi
+echo "passed: $passed"
+echo "failed: $failed"
+echo "skipped: ${skipped:-0}"
+echo "console: $console"
+echo "log: $ws/logs/tempest.log"
+last=$(($(cat "$ws/.stestr/next-stream" 2>/dev/null || echo 1) - 1))
+echo "subunit: $ws/.stestr/$last"
