@@ -1,0 +1,103 @@
+"""The running cloud: settings, database, policy and the token authority, shared by services."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from picocloud import db as database
+from picocloud.policy import Enforcer
+from picocloud.settings import Settings
+
+IDENTITY_PREFIX = "identity_"
+
+
+def _touches_identity(objs: Any) -> bool:
+    return any(getattr(o, "__tablename__", "").startswith(IDENTITY_PREFIX) for o in objs)
+
+
+class Cloud:
+    """One picocloud control plane process; created once by `picocloud up` or a test."""
+
+    def __init__(self, settings: Settings, migrate: bool = True) -> None:
+        from picocloud.identity.authn import Authenticator
+        from picocloud.identity.policies import DEFAULT_RULES
+
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.engine = database.make_engine(settings.db_url)
+        if migrate:
+            database.upgrade(self.engine)
+        self.sessions = database.make_sessionmaker(self.engine)
+        self._install_write_tracking()
+        self.policy = Enforcer(DEFAULT_RULES, settings.policy_file)
+        # Identity data cached by this process is valid while `generation` is unchanged.
+        self.generation = 0
+        self._db_generation = -1
+        self._generation_checked = 0.0
+        self._generation_lock = threading.Lock()
+        self.tokens = Authenticator(self)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as s:
+            yield s
+
+    def _install_write_tracking(self) -> None:
+        """Mark sessions that write identity rows; they bump the shared generation on commit."""
+
+        def before_flush(session: Session, *_: Any) -> None:
+            if _touches_identity([*session.new, *session.dirty, *session.deleted]):
+                session.info["identity_write"] = True
+
+        def on_execute(state: ORMExecuteState) -> None:
+            if (state.is_delete or state.is_update) and any(
+                m.class_.__tablename__.startswith(IDENTITY_PREFIX)
+                for m in state.all_mappers
+                if m.class_.__tablename__ != "identity_generation"
+            ):
+                state.session.info["identity_write"] = True
+
+        def before_commit(session: Session) -> None:
+            if session.info.get("identity_write") and not session.info.get("bumping"):
+                from picocloud.identity.store import IdentityStore
+
+                session.info["bumping"] = True
+                try:
+                    IdentityStore(session).bump_generation()
+                    session.flush()
+                finally:
+                    session.info["bumping"] = False
+
+        event.listen(self.sessions, "before_flush", before_flush)
+        event.listen(self.sessions, "do_orm_execute", on_execute)
+        event.listen(self.sessions, "before_commit", before_commit)
+
+    def after_commit(self, session: Session) -> None:
+        if session.info.pop("identity_write", False):
+            with self._generation_lock:
+                self.generation += 1
+                self._db_generation = -1
+
+    def current_generation(self, session: Session) -> int:
+        """The local cache generation, advanced when another controller wrote identity data."""
+        now = time.monotonic()
+        if now - self._generation_checked >= self.settings.token_cache_seconds:
+            from picocloud.identity.store import IdentityStore
+
+            seen = IdentityStore(session).generation()
+            with self._generation_lock:
+                if seen != self._db_generation:
+                    self._db_generation = seen
+                    self.generation += 1
+                self._generation_checked = now
+        return self.generation
+
+    def close(self) -> None:
+        self.engine.dispose()
