@@ -165,7 +165,7 @@ class Service:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    if body is None and status in (204, 304):
+    if body is None:
         return Response(status_code=status, headers=headers)
     data = json.dumps(body, separators=(",", ":"), default=str).encode()
     return Response(data, status_code=status, headers=headers, media_type="application/json")

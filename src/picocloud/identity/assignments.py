@@ -138,7 +138,12 @@ class Assignments:
         elif system:
             for a in self.store.assignments(actor_ids=actors, target_ids=[SYSTEM]):
                 direct.add(a.role_id)
-        return set(self.implied_closure(direct))
+        return self.without_domain_roles(set(self.implied_closure(direct)))
+
+    def without_domain_roles(self, role_ids: set[str]) -> set[str]:
+        """Domain-specific roles never reach a token; only the global roles they imply do."""
+        roles = self.store.roles_by_id(role_ids)
+        return {r for r in role_ids if r in roles and not roles[r].domain_id}
 
     def projects_of_user(self, user_id: str) -> list[Project]:
         """Projects on which the user holds any effective role."""
@@ -192,13 +197,17 @@ class Assignments:
                     targets = [("project", p.id) for p in self.store.list(Project, domain_id=g.target_id)]
                 else:
                     targets = [("project", p.id) for p in self.store.subtree(g.target_id)]
+            closure = self.implied_closure({g.role_id})
+            effective = self.without_domain_roles(set(closure))
             for user_id, via in users:
                 for scope, target in targets:
-                    for role_id, prior in self.implied_closure({g.role_id}).items():
+                    for role_id in closure:
+                        if role_id not in effective:
+                            continue
                         out.append(
                             Grant(
                                 role_id, "user", user_id, scope, target, False, via,
-                                prior if prior else None,
+                                g.role_id if role_id != g.role_id else None,
                                 g.scope if g.inherited else None,
                                 g.target_id if g.inherited else None,
                             )

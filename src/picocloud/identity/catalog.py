@@ -168,8 +168,10 @@ class Catalog:
             out["enabled"] = body["enabled"]
         region = body.get("region_id", body.get("region"))
         if region is not None:
-            if self.store.get(Region, region) is None:
-                raise BadRequest(f"Invalid input for field 'region_id': no region {region}")
+            if not isinstance(region, str) or not region:
+                raise BadRequest("Invalid input for field 'region_id': expected a region id")
+            if self.store.get(Region, region) is None:  # Keystone creates it on the fly
+                self.store.add(Region(id=region, description="", extra={}))
             out["region_id"] = region
         elif "region_id" in body or "region" in body:
             out["region_id"] = None

@@ -403,8 +403,8 @@ class IdentityService:
     def add_implied_role(self, prior: Role, implied: Role) -> ImpliedRole:
         if prior.id == implied.id:
             raise BadRequest("A role cannot imply itself.")
-        if implied.domain_id:
-            raise Forbidden("A domain-specific role cannot be implied.")
+        if implied.domain_id and not prior.domain_id:
+            raise Forbidden("A global role cannot imply a domain-specific role.")
         # Refuse a cycle: implied must not (transitively) imply prior.
         graph: dict[str, set[str]] = {}
         for link in self.store.implications():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from picocloud.errors import BadRequest, Forbidden, Unauthorized
+from picocloud.errors import BadRequest, Unauthorized
 from picocloud.http import Ctx, Reply, Route
 from picocloud.identity import schemas
 from picocloud.identity.api.common import (
@@ -39,7 +39,7 @@ def _list_domain(ctx: Ctx) -> str | None:
 def _filter(rows: Sequence[Any], ctx: Ctx, *names: str) -> list[Any]:
     out = list(rows)
     for name in names:
-        value = ctx.q(name)
+        value = ctx.q(name) if name != "enabled" else None
         if value is not None:
             out = [r for r in out if getattr(r, name) == value]
     enabled = flag(ctx, "enabled")
@@ -98,9 +98,9 @@ def list_projects(ctx: Ctx) -> dict[str, Any]:
     parent = ctx.q("parent_id")
     if parent is not None:
         rows = [p for p in rows if svc.parent_id(p) == parent]
-    is_domain = flag(ctx, "is_domain")
-    if is_domain:
-        return collection(ctx, "projects", [])
+    if flag(ctx, "is_domain"):
+        domains = _filter(svc.store.list(Domain, order=Domain.name), ctx, "name", "enabled")
+        return collection(ctx, "projects", [_domain_as_project(ctx, d) for d in domains])
     for key, need_all in (("tags", True), ("tags-any", False)):
         wanted = ctx.q(key)
         if wanted:
@@ -125,13 +125,7 @@ def create_project(ctx: Ctx) -> Reply:
             schemas.DomainCreate(name=req.name, description=req.description,
                                  enabled=req.enabled, tags=req.tags)
         )
-        body = project_json(ctx, Project(
-            id=created.id, name=created.name, domain_id=created.id, parent_id=None,
-            description=created.description, enabled=created.enabled, tags=req.tags,
-            extra={"options": {}},
-        ))
-        body.update(domain_id=None, parent_id=None, is_domain=True)
-        return Reply({"project": body}, status=201)
+        return Reply({"project": _domain_as_project(ctx, created)}, status=201)
     project = svc.create_project(req, default_domain(ctx))
     return Reply({"project": project_json(ctx, project)}, status=201)
 
@@ -167,7 +161,31 @@ def _nest(root: str, projects: list[Project]) -> dict[str, Any] | None:
     return build(root)
 
 
+def _domain_as_project(ctx: Ctx, d: Domain) -> dict[str, Any]:
+    """A domain seen through the projects API (Keystone keeps domains as is_domain projects)."""
+    body = domain_json(ctx, d)
+    body.update(domain_id=None, parent_id=None, is_domain=True,
+                links={"self": body["links"]["self"].replace("/domains/", "/projects/")})
+    return body
+
+
+def _as_domain(ctx: Ctx) -> Domain | None:
+    """The domain addressed through /v3/projects/{id}, when {id} is a domain, not a project."""
+    svc = identity(ctx)
+    ident = ctx.params["project_id"]
+    if svc.store.get(Project, ident) is not None:
+        return None
+    domain = svc.store.get(Domain, ident)
+    if domain is not None:
+        ctx.authorize({"target": {"domain": {"id": domain.id}, "domain_id": domain.id}},
+                      rule=ctx.route.rule.replace("project", "domain") if ctx.route.rule else None)
+    return domain
+
+
 def get_project(ctx: Ctx) -> dict[str, Any]:
+    as_domain = _as_domain(ctx)
+    if as_domain is not None:
+        return {"project": _domain_as_project(ctx, as_domain)}
     project = identity(ctx).project(ctx.params["project_id"])
     ctx.authorize(_project_target(project))
     body = project_json(ctx, project)
@@ -177,6 +195,10 @@ def get_project(ctx: Ctx) -> dict[str, Any]:
 
 def update_project(ctx: Ctx) -> dict[str, Any]:
     svc = identity(ctx)
+    as_domain = _as_domain(ctx)
+    if as_domain is not None:
+        req = ctx.parse(schemas.DomainUpdate, "project")
+        return {"project": _domain_as_project(ctx, svc.update_domain(as_domain, req))}
     project = svc.project(ctx.params["project_id"])
     ctx.authorize(_project_target(project))
     req = ctx.parse(schemas.ProjectUpdate, "project")
@@ -185,6 +207,10 @@ def update_project(ctx: Ctx) -> dict[str, Any]:
 
 def delete_project(ctx: Ctx) -> Reply:
     svc = identity(ctx)
+    as_domain = _as_domain(ctx)
+    if as_domain is not None:
+        svc.delete_domain(as_domain)
+        return NO_CONTENT
     project = svc.project(ctx.params["project_id"])
     ctx.authorize(_project_target(project))
     svc.delete_project(project, cascade="cascade" in ctx.query)
@@ -399,10 +425,6 @@ def remove_member(ctx: Ctx) -> Reply:
     group, user = _member(ctx)
     identity(ctx).remove_member(group, user)
     return NO_CONTENT
-
-
-def _forbid_is_domain(ctx: Ctx) -> None:
-    raise Forbidden("Not supported.")
 
 
 ROUTES = [
