@@ -95,6 +95,8 @@ class Api:
             auth["scope"] = {"domain": {"id": domain}}
         elif system:
             auth["scope"] = {"system": {"all": True}}
+        else:
+            auth["scope"] = "unscoped"
         r = self.request("POST", "/identity/v3/auth/tokens", json={"auth": auth})
         assert r.status_code == 201, r.text
         return r.headers["X-Subject-Token"]

@@ -234,6 +234,8 @@ class Authenticator:
         if app_cred is not None:
             payload_kwargs["project_id"] = app_cred.project_id
             payload_kwargs["app_cred_id"] = app_cred.id
+        elif scope == "unscoped":
+            pass
         elif scope is not None:
             payload_kwargs = self._scope(svc, scope, user)
         elif user.default_project_id:
