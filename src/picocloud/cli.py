@@ -30,9 +30,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from picocloud.identity.bootstrap import bootstrap, write_client_files
 
     settings = _settings(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s", stream=sys.stderr)
     cloud = Cloud(settings)
     with cloud.session() as db:
         bootstrap(db, settings)
@@ -41,8 +39,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"picocloud {__version__} serving at {settings.base_url}", flush=True)
     print(f"  identity:     {settings.base_url}/identity/v3", flush=True)
     print(f"  data dir:     {settings.data_dir}", flush=True)
-    print(f"  admin creds:  {settings.data_dir / 'openrc'} (password in "
-          f"{settings.data_dir / 'admin-password'})", flush=True)
+    print(
+        f"  admin creds:  {settings.data_dir / 'openrc'} (password in "
+        f"{settings.data_dir / 'admin-password'})",
+        flush=True,
+    )
     print(f"  clouds.yaml:  {clouds} (cloud name 'picocloud')", flush=True)
     print("  try:         export OS_CLOUD=picocloud; openstack token issue", flush=True)
     config = uvicorn.Config(
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", type=Path, help="state directory (default ~/.local/share/picocloud)")
+        p.add_argument(
+            "--data-dir", type=Path, help="state directory (default ~/.local/share/picocloud)"
+        )
         p.add_argument("--config", help="TOML settings file")
 
     up = sub.add_parser("up", help="run the all-in-one cloud in the foreground")

@@ -246,7 +246,8 @@ def _run(cloud: Cloud, service: Service, route: Route, request: Request, body: A
             db.rollback()
             logging.getLogger("picocloud").exception("unhandled error in %s", route.path)
             return service.error_response(
-                cloud, ApiError("An unexpected error prevented the server from completing it."),
+                cloud,
+                ApiError("An unexpected error prevented the server from completing it."),
                 request_id,
             )
     cloud.after_commit(db)

@@ -118,7 +118,7 @@ def compile_rule(text: str) -> Check:
         if pos >= len(tokens):
             raise PolicySyntaxError(f"unexpected end of rule: {text!r}")
         pos += 1
-        return tokens[pos - 1]
+        return str(tokens[pos - 1])
 
     def parse_or() -> Check:
         parts = [parse_and()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,12 @@ class Assignments:
         return role
 
     def grant(
-        self, actor: str, actor_id: str, scope: str, target_id: str, role_id: str,
+        self,
+        actor: str,
+        actor_id: str,
+        scope: str,
+        target_id: str,
+        role_id: str,
         inherited: bool = False,
     ) -> None:
         self._check(actor, actor_id, scope, target_id, role_id)
@@ -60,13 +66,21 @@ class Assignments:
         if self.svc.db.get(Assignment, key) is None:
             self.store.add(
                 Assignment(
-                    kind=key[0], actor_id=actor_id, target_id=target_id, role_id=role_id,
+                    kind=key[0],
+                    actor_id=actor_id,
+                    target_id=target_id,
+                    role_id=role_id,
                     inherited=inherited,
                 )
             )
 
     def find(
-        self, actor: str, actor_id: str, scope: str, target_id: str, role_id: str,
+        self,
+        actor: str,
+        actor_id: str,
+        scope: str,
+        target_id: str,
+        role_id: str,
         inherited: bool = False,
     ) -> Assignment:
         self._check(actor, actor_id, scope, target_id, role_id)
@@ -77,7 +91,12 @@ class Assignments:
         return found
 
     def revoke(
-        self, actor: str, actor_id: str, scope: str, target_id: str, role_id: str,
+        self,
+        actor: str,
+        actor_id: str,
+        scope: str,
+        target_id: str,
+        role_id: str,
         inherited: bool = False,
     ) -> None:
         found = self.find(actor, actor_id, scope, target_id, role_id, inherited)
@@ -86,14 +105,16 @@ class Assignments:
 
     def roles_on(
         self, actor: str, actor_id: str, scope: str, target_id: str, inherited: bool = False
-    ) -> list[Role]:
+    ) -> builtins.list[Role]:
         (self.svc.user if actor == "user" else self.svc.group)(actor_id)
         if scope == "project":
             self.svc.project(target_id)
         elif scope == "domain":
             self.svc.domain(target_id)
         rows = self.store.assignments(
-            actor_ids=[actor_id], target_ids=[target_id], inherited=inherited,
+            actor_ids=[actor_id],
+            target_ids=[target_id],
+            inherited=inherited,
             kinds=[kind_of(actor, scope)],
         )
         roles = self.store.roles_by_id({a.role_id for a in rows})
@@ -116,7 +137,10 @@ class Assignments:
         return out
 
     def effective_role_ids(
-        self, user_id: str, project: Project | None = None, domain_id: str | None = None,
+        self,
+        user_id: str,
+        project: Project | None = None,
+        domain_id: str | None = None,
         system: bool = False,
     ) -> set[str]:
         """Roles a user holds on a scope: direct, via groups, inherited, and implied."""
@@ -145,7 +169,7 @@ class Assignments:
         roles = self.store.roles_by_id(role_ids)
         return {r for r in role_ids if r in roles and not roles[r].domain_id}
 
-    def projects_of_user(self, user_id: str) -> list[Project]:
+    def projects_of_user(self, user_id: str) -> builtins.list[Project]:
         """Projects on which the user holds any effective role."""
         actors = [user_id, *self.store.group_ids_of(user_id)]
         rows = self.store.assignments(actor_ids=actors)
@@ -160,7 +184,7 @@ class Assignments:
                 ids.update(p.id for p in self.store.list(Project, domain_id=a.target_id))
         return [p for p in (self.store.get(Project, i) for i in sorted(ids)) if p is not None]
 
-    def domains_of_user(self, user_id: str) -> list[Domain]:
+    def domains_of_user(self, user_id: str) -> builtins.list[Domain]:
         actors = [user_id, *self.store.group_ids_of(user_id)]
         ids = {
             a.target_id
@@ -170,7 +194,7 @@ class Assignments:
         return [d for d in (self.store.get(Domain, i) for i in sorted(ids)) if d is not None]
 
     # -- listing ---------------------------------------------------------------------------
-    def list(self, f: dict[str, Any]) -> list[Grant]:
+    def list(self, f: dict[str, Any]) -> builtins.list[Grant]:
         """`GET /v3/role_assignments` with Keystone's filters; `effective` expands groups,
         inheritance and implied roles into what each user really holds."""
         effective = f.get("effective", False)
@@ -185,16 +209,20 @@ class Assignments:
         scope = a.kind[4:].lower() if actor == "user" else a.kind[5:].lower()
         return Grant(a.role_id, actor, a.actor_id, scope, a.target_id, a.inherited)
 
-    def _expand(self, grants: list[Grant]) -> list[Grant]:
-        out: list[Grant] = []
+    def _expand(self, grants: builtins.list[Grant]) -> builtins.list[Grant]:
+        out: builtins.list[Grant] = []
         for g in grants:
-            users = [(g.actor_id, None)] if g.actor == "user" else [
-                (u.id, g.actor_id) for u in self.store.users_in_group(g.actor_id)
-            ]
-            targets: list[tuple[str, str]] = [(g.scope, g.target_id)]
+            users = (
+                [(g.actor_id, None)]
+                if g.actor == "user"
+                else [(u.id, g.actor_id) for u in self.store.users_in_group(g.actor_id)]
+            )
+            targets: builtins.list[tuple[str, str]] = [(g.scope, g.target_id)]
             if g.inherited:
                 if g.scope == "domain":
-                    targets = [("project", p.id) for p in self.store.list(Project, domain_id=g.target_id)]
+                    targets = [
+                        ("project", p.id) for p in self.store.list(Project, domain_id=g.target_id)
+                    ]
                 else:
                     targets = [("project", p.id) for p in self.store.subtree(g.target_id)]
             closure = self.implied_closure({g.role_id})
@@ -206,7 +234,13 @@ class Assignments:
                             continue
                         out.append(
                             Grant(
-                                role_id, "user", user_id, scope, target, False, via,
+                                role_id,
+                                "user",
+                                user_id,
+                                scope,
+                                target,
+                                False,
+                                via,
                                 g.role_id if role_id != g.role_id else None,
                                 g.scope if g.inherited else None,
                                 g.target_id if g.inherited else None,

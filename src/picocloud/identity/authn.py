@@ -193,7 +193,7 @@ class Authenticator:
             raise BadRequest("Invalid input for field 'auth': expected an object")
         identity = auth.get("identity")
         if not isinstance(identity, dict):
-            raise BadRequest("Invalid input for field 'identity': 'identity' is a required property")
+            raise BadRequest("Invalid input for field 'identity': 'identity' is required")
         methods = identity.get("methods")
         if not isinstance(methods, list) or not methods or not all(
             isinstance(m, str) for m in methods
@@ -201,7 +201,7 @@ class Authenticator:
             raise BadRequest("Invalid input for field 'identity/methods': expected a list of names")
         for method in methods:
             if method not in ("password", "token", "application_credential"):
-                raise Unauthorized(f"Attempted to authenticate with an unsupported method: {method}.")
+                raise Unauthorized(f"Unsupported authentication method {method}.")
             if not isinstance(identity.get(method), dict):
                 raise BadRequest(f"Invalid input for field 'identity/{method}': missing")
         scope = auth.get("scope")
@@ -217,7 +217,7 @@ class Authenticator:
                 raise BadRequest("Invalid input for field 'identity/token/id'")
             old = self.validate(db, old_token)
             if old.payload.app_cred_id or old.payload.trust_id:
-                raise Forbidden("Rescoping an application credential or trust token is not allowed.")
+                raise Forbidden("Rescoping application credential or trust tokens is not allowed.")
             user = svc.user(old.user_id)
             expires = old.payload.expires_at
             audit_ids.append(old.payload.audit_ids[-1])

@@ -56,8 +56,15 @@ def admin_password(settings: Settings) -> str:
 def bootstrap(db: Session, settings: Settings) -> None:
     """Create what a fresh cloud needs; idempotent, so every start runs it."""
     if db.get(Domain, DEFAULT_DOMAIN) is None:
-        db.add(Domain(id=DEFAULT_DOMAIN, name="Default", description="The default domain",
-                      enabled=True, extra={}))
+        db.add(
+            Domain(
+                id=DEFAULT_DOMAIN,
+                name="Default",
+                description="The default domain",
+                enabled=True,
+                extra={},
+            )
+        )
         db.flush()
     roles: dict[str, Role] = {}
     for name in DEFAULT_ROLES:
@@ -72,12 +79,21 @@ def bootstrap(db: Session, settings: Settings) -> None:
         if db.get(ImpliedRole, key) is None:
             db.add(ImpliedRole(prior_role_id=key[0], implied_role_id=key[1]))
     projects = {}
-    for name, description in (("admin", "Bootstrap project for the admin user"),
-                              ("service", "Project of the services' own users")):
+    for name, description in (
+        ("admin", "Bootstrap project for the admin user"),
+        ("service", "Project of the services' own users"),
+    ):
         project = db.query(Project).filter_by(name=name, domain_id=DEFAULT_DOMAIN).first()
         if project is None:
-            project = Project(id=new_id(), name=name, domain_id=DEFAULT_DOMAIN,
-                              description=description, enabled=True, tags=[], extra={})
+            project = Project(
+                id=new_id(),
+                name=name,
+                domain_id=DEFAULT_DOMAIN,
+                description=description,
+                enabled=True,
+                tags=[],
+                extra={},
+            )
             db.add(project)
         projects[name] = project
     db.flush()
@@ -85,17 +101,33 @@ def bootstrap(db: Session, settings: Settings) -> None:
     if admin is None:
         now = utcnow()
         admin = User(
-            id=new_id(), name="admin", domain_id=DEFAULT_DOMAIN, enabled=True,
+            id=new_id(),
+            name="admin",
+            domain_id=DEFAULT_DOMAIN,
+            enabled=True,
             password_hash=hash_password(admin_password(settings), settings.password_hash_rounds),
-            password_changed_at=now, default_project_id=projects["admin"].id, extra={},
-            options={}, created_at=now,
+            password_changed_at=now,
+            default_project_id=projects["admin"].id,
+            extra={},
+            options={},
+            created_at=now,
         )
         db.add(admin)
         db.flush()
-        for kind, target in (("UserProject", projects["admin"].id),
-                             ("UserDomain", DEFAULT_DOMAIN), ("UserSystem", "system")):
-            db.add(Assignment(kind=kind, actor_id=admin.id, target_id=target,
-                              role_id=roles["admin"].id, inherited=False))
+        for kind, target in (
+            ("UserProject", projects["admin"].id),
+            ("UserDomain", DEFAULT_DOMAIN),
+            ("UserSystem", "system"),
+        ):
+            db.add(
+                Assignment(
+                    kind=kind,
+                    actor_id=admin.id,
+                    target_id=target,
+                    role_id=roles["admin"].id,
+                    inherited=False,
+                )
+            )
     if db.get(Region, settings.region) is None:
         db.add(Region(id=settings.region, description="", extra={}))
     db.flush()
@@ -108,16 +140,29 @@ def reconcile_catalog(db: Session, settings: Settings) -> None:
     for kind, name, path in SERVICES:
         service = db.query(CatalogService).filter_by(type=kind).first()
         if service is None:
-            service = CatalogService(id=new_id(), type=kind, enabled=True,
-                                     extra={"name": name, "description": f"picocloud {kind}"})
+            service = CatalogService(
+                id=new_id(),
+                type=kind,
+                enabled=True,
+                extra={"name": name, "description": f"picocloud {kind}"},
+            )
             db.add(service)
             db.flush()
         url = settings.base_url + path
         for interface in ("public", "internal", "admin"):
             ep = db.query(Endpoint).filter_by(service_id=service.id, interface=interface).first()
             if ep is None:
-                db.add(Endpoint(id=new_id(), service_id=service.id, interface=interface, url=url,
-                                region_id=settings.region, enabled=True, extra={}))
+                db.add(
+                    Endpoint(
+                        id=new_id(),
+                        service_id=service.id,
+                        interface=interface,
+                        url=url,
+                        region_id=settings.region,
+                        enabled=True,
+                        extra={},
+                    )
+                )
             elif ep.url != url:
                 ep.url = url
     db.flush()
@@ -148,10 +193,14 @@ def write_client_files(settings: Settings) -> Path:
     openrc = "".join(
         f"export {k}={shlex.quote(str(v))}\n"
         for k, v in (
-            ("OS_AUTH_URL", auth["auth_url"]), ("OS_USERNAME", auth["username"]),
-            ("OS_PASSWORD", auth["password"]), ("OS_PROJECT_NAME", auth["project_name"]),
-            ("OS_USER_DOMAIN_NAME", "Default"), ("OS_PROJECT_DOMAIN_NAME", "Default"),
-            ("OS_REGION_NAME", settings.region), ("OS_IDENTITY_API_VERSION", 3),
+            ("OS_AUTH_URL", auth["auth_url"]),
+            ("OS_USERNAME", auth["username"]),
+            ("OS_PASSWORD", auth["password"]),
+            ("OS_PROJECT_NAME", auth["project_name"]),
+            ("OS_USER_DOMAIN_NAME", "Default"),
+            ("OS_PROJECT_DOMAIN_NAME", "Default"),
+            ("OS_REGION_NAME", settings.region),
+            ("OS_IDENTITY_API_VERSION", 3),
             ("OS_INTERFACE", "public"),
         )
     )

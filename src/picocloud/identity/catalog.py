@@ -66,8 +66,9 @@ class Catalog:
             id=ident,
             description=body.get("description") or "",
             parent_region_id=parent,
-            extra={k: v for k, v in body.items()
-                   if k not in ("id", "description", "parent_region_id")},
+            extra={
+                k: v for k, v in body.items() if k not in ("id", "description", "parent_region_id")
+            },
         )
         self.store.add(region)
         return region
@@ -91,7 +92,9 @@ class Catalog:
             if body["parent_region_id"] is not None:
                 self._check_parent(region.id, body["parent_region_id"])
             region.parent_region_id = body["parent_region_id"]
-        extra = {k: v for k, v in body.items() if k not in ("id", "description", "parent_region_id")}
+        extra = {
+            k: v for k, v in body.items() if k not in ("id", "description", "parent_region_id")
+        }
         region.extra = {**region.extra, **extra}
         self.db.flush()
         return region
@@ -116,7 +119,9 @@ class Catalog:
         if not isinstance(enabled, bool):
             raise BadRequest("Invalid input for field 'enabled': expected a boolean")
         svc = CatalogService(
-            id=new_id(), type=kind, enabled=enabled,
+            id=new_id(),
+            type=kind,
+            enabled=enabled,
             extra={k: v for k, v in body.items() if k not in ("id", "type", "enabled")},
         )
         self.store.add(svc)
@@ -131,8 +136,10 @@ class Catalog:
             if not isinstance(body["enabled"], bool):
                 raise BadRequest("Invalid input for field 'enabled': expected a boolean")
             svc.enabled = body["enabled"]
-        svc.extra = {**svc.extra,
-                     **{k: v for k, v in body.items() if k not in ("id", "type", "enabled")}}
+        svc.extra = {
+            **svc.extra,
+            **{k: v for k, v in body.items() if k not in ("id", "type", "enabled")},
+        }
         self.db.flush()
         return svc
 
@@ -147,8 +154,9 @@ class Catalog:
         out: dict[str, Any] = {}
         if "interface" in body or not partial:
             if body.get("interface") not in INTERFACES:
-                raise BadRequest("Invalid input for field 'interface': expected one of "
-                                 "public, internal, admin")
+                raise BadRequest(
+                    "Invalid input for field 'interface': expected one of public, internal, admin"
+                )
             out["interface"] = body["interface"]
         if "url" in body or not partial:
             url = body.get("url")
@@ -180,9 +188,21 @@ class Catalog:
     def create_endpoint(self, body: dict[str, Any]) -> Endpoint:
         fields = self._endpoint_fields(body, partial=False)
         ep = Endpoint(id=new_id(), **fields)
-        ep.extra = {k: v for k, v in body.items()
-                    if k not in ("id", "interface", "url", "service_id", "enabled", "region_id",
-                                 "region", "legacy_endpoint_id")}
+        ep.extra = {
+            k: v
+            for k, v in body.items()
+            if k
+            not in (
+                "id",
+                "interface",
+                "url",
+                "service_id",
+                "enabled",
+                "region_id",
+                "region",
+                "legacy_endpoint_id",
+            )
+        }
         self.store.add(ep)
         return ep
 

@@ -16,4 +16,6 @@ def not_found(kind: str, ident: str) -> NotFound:
 
 
 def duplicate(kind: str, detail: str) -> Conflict:
-    return Conflict(f"Conflict occurred attempting to store {kind} - Duplicate entry found with {detail}.")
+    return Conflict(
+        f"Conflict occurred attempting to store {kind} - Duplicate entry found with {detail}."
+    )

@@ -441,7 +441,10 @@ class IdentityService:
 
     # -- documents (credentials, policies, endpoint groups, ...) ----------------------------
     def create_document(
-        self, kind: str, body: dict[str, Any], owner_id: str | None = None,
+        self,
+        kind: str,
+        body: dict[str, Any],
+        owner_id: str | None = None,
         ident: str | None = None,
     ) -> Document:
         ident = ident or new_id()

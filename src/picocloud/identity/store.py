@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -59,8 +60,8 @@ class IdentityStore:
     def children(self, project_id: str) -> Sequence[Project]:
         return self.db.scalars(select(Project).where(Project.parent_id == project_id)).all()
 
-    def subtree(self, project_id: str) -> list[Project]:
-        out: list[Project] = []
+    def subtree(self, project_id: str) -> builtins.list[Project]:
+        out: builtins.list[Project] = []
         frontier = [project_id]
         while frontier:
             rows = self.db.scalars(select(Project).where(Project.parent_id.in_(frontier))).all()
@@ -68,8 +69,8 @@ class IdentityStore:
             frontier = [p.id for p in rows]
         return out
 
-    def ancestors(self, project: Project) -> list[Project]:
-        out: list[Project] = []
+    def ancestors(self, project: Project) -> builtins.list[Project]:
+        out: builtins.list[Project] = []
         seen = {project.id}
         parent_id = project.parent_id
         while parent_id and parent_id not in seen:
@@ -82,7 +83,7 @@ class IdentityStore:
         return out
 
     # -- groups -----------------------------------------------------------------------------
-    def group_ids_of(self, user_id: str) -> list[str]:
+    def group_ids_of(self, user_id: str) -> builtins.list[str]:
         stmt = select(Membership.group_id).where(Membership.user_id == user_id)
         return list(self.db.scalars(stmt).all())
 

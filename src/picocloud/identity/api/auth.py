@@ -10,9 +10,7 @@ from picocloud.identity.api.common import collection, domain_json, identity, pro
 from picocloud.identity.assignments import Assignments
 
 VERSION_ID = "v3.14"
-MEDIA_TYPES = [
-    {"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}
-]
+MEDIA_TYPES = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
 
 
 def _version(ctx: Ctx) -> dict[str, Any]:

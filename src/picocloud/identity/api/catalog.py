@@ -13,19 +13,37 @@ NO_CONTENT = Reply(None, status=204)
 
 
 def region_json(ctx: Ctx, r: Region) -> dict[str, Any]:
-    return {**r.extra, "id": r.id, "description": r.description,
-            "parent_region_id": r.parent_region_id, "links": self_link(ctx, f"regions/{r.id}")}
+    return {
+        **r.extra,
+        "id": r.id,
+        "description": r.description,
+        "parent_region_id": r.parent_region_id,
+        "links": self_link(ctx, f"regions/{r.id}"),
+    }
 
 
 def service_json(ctx: Ctx, s: CatalogService) -> dict[str, Any]:
-    return {**s.extra, "id": s.id, "type": s.type, "enabled": s.enabled,
-            "links": self_link(ctx, f"services/{s.id}")}
+    return {
+        **s.extra,
+        "id": s.id,
+        "type": s.type,
+        "enabled": s.enabled,
+        "links": self_link(ctx, f"services/{s.id}"),
+    }
 
 
 def endpoint_json(ctx: Ctx, e: Endpoint) -> dict[str, Any]:
-    return {**e.extra, "id": e.id, "interface": e.interface, "service_id": e.service_id,
-            "url": e.url, "region_id": e.region_id, "region": e.region_id, "enabled": e.enabled,
-            "links": self_link(ctx, f"endpoints/{e.id}")}
+    return {
+        **e.extra,
+        "id": e.id,
+        "interface": e.interface,
+        "service_id": e.service_id,
+        "url": e.url,
+        "region_id": e.region_id,
+        "region": e.region_id,
+        "enabled": e.enabled,
+        "links": self_link(ctx, f"endpoints/{e.id}"),
+    }
 
 
 def list_regions(ctx: Ctx) -> dict[str, Any]:
@@ -65,8 +83,11 @@ def list_services(ctx: Ctx) -> dict[str, Any]:
     ctx.authorize()
     rows = Catalog(ctx.db).store.list(CatalogService)
     kind, name = ctx.q("type"), ctx.q("name")
-    rows = [s for s in rows if (kind is None or s.type == kind)
-            and (name is None or s.extra.get("name") == name)]
+    rows = [
+        s
+        for s in rows
+        if (kind is None or s.type == kind) and (name is None or s.extra.get("name") == name)
+    ]
     return collection(ctx, "services", [service_json(ctx, s) for s in rows])
 
 
@@ -98,8 +119,11 @@ def delete_service(ctx: Ctx) -> Reply:
 def list_endpoints(ctx: Ctx) -> dict[str, Any]:
     ctx.authorize()
     rows = Catalog(ctx.db).store.list(Endpoint)
-    for key, attr in (("service_id", "service_id"), ("interface", "interface"),
-                      ("region_id", "region_id")):
+    for key, attr in (
+        ("service_id", "service_id"),
+        ("interface", "interface"),
+        ("region_id", "region_id"),
+    ):
         value = ctx.q(key)
         if value is not None:
             rows = [e for e in rows if getattr(e, attr) == value]

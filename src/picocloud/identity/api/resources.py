@@ -86,8 +86,12 @@ def delete_domain(ctx: Ctx) -> Reply:
 
 # -- projects -----------------------------------------------------------------------------
 def _project_target(project: Project) -> dict[str, Any]:
-    return {"target": {"project": {"id": project.id, "domain_id": project.domain_id},
-                       "domain_id": project.domain_id}}
+    return {
+        "target": {
+            "project": {"id": project.id, "domain_id": project.domain_id},
+            "domain_id": project.domain_id,
+        }
+    }
 
 
 def list_projects(ctx: Ctx) -> dict[str, Any]:
@@ -110,8 +114,9 @@ def list_projects(ctx: Ctx) -> dict[str, Any]:
         wanted = ctx.q(key)
         if wanted:
             tags = set(wanted.split(","))
-            rows = [p for p in rows
-                    if not (tags <= set(p.tags) if need_all else tags & set(p.tags))]
+            rows = [
+                p for p in rows if not (tags <= set(p.tags) if need_all else tags & set(p.tags))
+            ]
     return collection(ctx, "projects", [project_json(ctx, p) for p in rows])
 
 
@@ -122,8 +127,9 @@ def create_project(ctx: Ctx) -> Reply:
     svc = identity(ctx)
     if req.is_domain:
         created = svc.create_domain(
-            schemas.DomainCreate(name=req.name, description=req.description,
-                                 enabled=req.enabled, tags=req.tags)
+            schemas.DomainCreate(
+                name=req.name, description=req.description, enabled=req.enabled, tags=req.tags
+            )
         )
         return Reply({"project": _domain_as_project(ctx, created)}, status=201)
     project = svc.create_project(req, default_domain(ctx))
@@ -164,8 +170,12 @@ def _nest(root: str, projects: list[Project]) -> dict[str, Any] | None:
 def _domain_as_project(ctx: Ctx, d: Domain) -> dict[str, Any]:
     """A domain seen through the projects API (Keystone keeps domains as is_domain projects)."""
     body = domain_json(ctx, d)
-    body.update(domain_id=None, parent_id=None, is_domain=True,
-                links={"self": body["links"]["self"].replace("/domains/", "/projects/")})
+    body.update(
+        domain_id=None,
+        parent_id=None,
+        is_domain=True,
+        links={"self": body["links"]["self"].replace("/domains/", "/projects/")},
+    )
     return body
 
 
@@ -177,8 +187,10 @@ def _as_domain(ctx: Ctx) -> Domain | None:
         return None
     domain = svc.store.get(Domain, ident)
     if domain is not None:
-        ctx.authorize({"target": {"domain": {"id": domain.id}, "domain_id": domain.id}},
-                      rule=ctx.route.rule.replace("project", "domain") if ctx.route.rule else None)
+        ctx.authorize(
+            {"target": {"domain": {"id": domain.id}, "domain_id": domain.id}},
+            rule=ctx.route.rule.replace("project", "domain") if ctx.route.rule else None,
+        )
     return domain
 
 
@@ -265,8 +277,7 @@ def add_tag(ctx: Ctx) -> Reply:
     _check_tags([*project.tags, tag] if tag not in project.tags else list(project.tags))
     if tag not in project.tags:
         project.tags = [*project.tags, tag]
-    return Reply(None, status=201,
-                 headers={"Location": f"{ctx.request.url}"})
+    return Reply(None, status=201, headers={"Location": f"{ctx.request.url}"})
 
 
 def delete_tag(ctx: Ctx) -> Reply:
@@ -281,14 +292,20 @@ def delete_tag(ctx: Ctx) -> Reply:
 
 # -- users --------------------------------------------------------------------------------
 def _user_target(user: User) -> dict[str, Any]:
-    return {"target": {"user": {"id": user.id, "domain_id": user.domain_id},
-                       "domain_id": user.domain_id}}
+    return {
+        "target": {
+            "user": {"id": user.id, "domain_id": user.domain_id},
+            "domain_id": user.domain_id,
+        }
+    }
 
 
 def list_users(ctx: Ctx) -> dict[str, Any]:
     domain_id = _list_domain(ctx)
     rows = identity(ctx).store.list(User, order=User.name, domain_id=domain_id)
-    return collection(ctx, "users", [user_json(ctx, u) for u in _filter(rows, ctx, "name", "enabled")])
+    return collection(
+        ctx, "users", [user_json(ctx, u) for u in _filter(rows, ctx, "name", "enabled")]
+    )
 
 
 def create_user(ctx: Ctx) -> Reply:
@@ -352,8 +369,12 @@ def user_groups(ctx: Ctx) -> dict[str, Any]:
 
 # -- groups -------------------------------------------------------------------------------
 def _group_target(group: Group) -> dict[str, Any]:
-    return {"target": {"group": {"id": group.id, "domain_id": group.domain_id},
-                       "domain_id": group.domain_id}}
+    return {
+        "target": {
+            "group": {"id": group.id, "domain_id": group.domain_id},
+            "domain_id": group.domain_id,
+        }
+    }
 
 
 def list_groups(ctx: Ctx) -> dict[str, Any]:
@@ -440,12 +461,12 @@ ROUTES = [
     Route("DELETE", "/v3/projects/{project_id}", delete_project, "identity:delete_project"),
     Route("GET", "/v3/projects/{project_id}/tags", list_tags, "identity:list_project_tags"),
     Route("PUT", "/v3/projects/{project_id}/tags", replace_tags, "identity:update_project_tags"),
-    Route("DELETE", "/v3/projects/{project_id}/tags", delete_tags,
-          "identity:delete_project_tags"),
+    Route("DELETE", "/v3/projects/{project_id}/tags", delete_tags, "identity:delete_project_tags"),
     Route("GET", "/v3/projects/{project_id}/tags/{tag}", check_tag, "identity:get_project_tag"),
     Route("PUT", "/v3/projects/{project_id}/tags/{tag}", add_tag, "identity:create_project_tag"),
-    Route("DELETE", "/v3/projects/{project_id}/tags/{tag}", delete_tag,
-          "identity:delete_project_tag"),
+    Route(
+        "DELETE", "/v3/projects/{project_id}/tags/{tag}", delete_tag, "identity:delete_project_tag"
+    ),
     Route("GET", "/v3/users", list_users, "identity:list_users"),
     Route("POST", "/v3/users", create_user, "identity:create_user"),
     Route("GET", "/v3/users/{user_id}", get_user, "identity:get_user"),
@@ -460,12 +481,20 @@ ROUTES = [
     Route("PATCH", "/v3/groups/{group_id}", update_group, "identity:update_group"),
     Route("DELETE", "/v3/groups/{group_id}", delete_group, "identity:delete_group"),
     Route("GET", "/v3/groups/{group_id}/users", group_users, "identity:list_users_in_group"),
-    Route("PUT", "/v3/groups/{group_id}/users/{user_id}", add_member,
-          "identity:add_user_to_group"),
-    Route("HEAD", "/v3/groups/{group_id}/users/{user_id}", check_member,
-          "identity:check_user_in_group"),
-    Route("GET", "/v3/groups/{group_id}/users/{user_id}", check_member,
-          "identity:check_user_in_group"),
-    Route("DELETE", "/v3/groups/{group_id}/users/{user_id}", remove_member,
-          "identity:remove_user_from_group"),
+    Route("PUT", "/v3/groups/{group_id}/users/{user_id}", add_member, "identity:add_user_to_group"),
+    Route(
+        "HEAD",
+        "/v3/groups/{group_id}/users/{user_id}",
+        check_member,
+        "identity:check_user_in_group",
+    ),
+    Route(
+        "GET", "/v3/groups/{group_id}/users/{user_id}", check_member, "identity:check_user_in_group"
+    ),
+    Route(
+        "DELETE",
+        "/v3/groups/{group_id}/users/{user_id}",
+        remove_member,
+        "identity:remove_user_from_group",
+    ),
 ]

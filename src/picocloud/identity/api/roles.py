@@ -26,8 +26,12 @@ NO_CONTENT = Reply(None, status=204)
 
 # -- roles --------------------------------------------------------------------------------
 def _role_target(role: Role) -> dict[str, Any]:
-    return {"target": {"role": {"id": role.id, "domain_id": role.domain_id or None},
-                       "domain_id": role.domain_id or None}}
+    return {
+        "target": {
+            "role": {"id": role.id, "domain_id": role.domain_id or None},
+            "domain_id": role.domain_id or None,
+        }
+    }
 
 
 def list_roles(ctx: Ctx) -> dict[str, Any]:
@@ -132,8 +136,10 @@ def list_inferences(ctx: Ctx) -> dict[str, Any]:
     roles = identity(ctx).store.roles_by_id()
     return {
         "role_inferences": [
-            {"prior_role": _role_ref(ctx, roles[p]),
-             "implies": [_role_ref(ctx, roles[i]) for i in implied]}
+            {
+                "prior_role": _role_ref(ctx, roles[p]),
+                "implies": [_role_ref(ctx, roles[i]) for i in implied],
+            }
             for p, implied in sorted(_implications(ctx).items())
         ],
         "links": self_link(ctx, "role_inferences"),
@@ -152,8 +158,9 @@ def _grant_target(ctx: Ctx, scope: str, actor: str) -> tuple[str, str, str]:
         domain_id = svc.domain(target_id).id
     else:
         target_id, domain_id = SYSTEM, None
-    ctx.authorize({"target": {"domain_id": domain_id, actor: {"id": actor_id},
-                              scope: {"id": target_id}}})
+    ctx.authorize(
+        {"target": {"domain_id": domain_id, actor: {"id": actor_id}, scope: {"id": target_id}}}
+    )
     return actor_id, target_id, domain_id or ""
 
 
@@ -181,8 +188,11 @@ def _grant_handlers(scope: str, actor: str, inherited: bool) -> dict[str, Callab
 
 def _grant_routes() -> list[Route]:
     routes: list[Route] = []
-    for scope, prefix in (("project", "/v3/projects/{project_id}"),
-                          ("domain", "/v3/domains/{domain_id}"), ("system", "/v3/system")):
+    for scope, prefix in (
+        ("project", "/v3/projects/{project_id}"),
+        ("domain", "/v3/domains/{domain_id}"),
+        ("system", "/v3/system"),
+    ):
         for actor in ("user", "group"):
             kind = "system_grant" if scope == "system" else "grant"
             base = f"{prefix}/{actor}s/{{{actor}_id}}/roles"
@@ -200,14 +210,30 @@ def _grant_routes() -> list[Route]:
             h = _grant_handlers(scope, actor, True)
             routes += [
                 Route("GET", inherit + "/inherited_to_projects", h["list"], "identity:list_grants"),
-                Route("PUT", inherit + "/{role_id}/inherited_to_projects", h["put"],
-                      "identity:create_grant"),
-                Route("HEAD", inherit + "/{role_id}/inherited_to_projects", h["check"],
-                      "identity:check_grant"),
-                Route("GET", inherit + "/{role_id}/inherited_to_projects", h["check"],
-                      "identity:check_grant"),
-                Route("DELETE", inherit + "/{role_id}/inherited_to_projects", h["delete"],
-                      "identity:revoke_grant"),
+                Route(
+                    "PUT",
+                    inherit + "/{role_id}/inherited_to_projects",
+                    h["put"],
+                    "identity:create_grant",
+                ),
+                Route(
+                    "HEAD",
+                    inherit + "/{role_id}/inherited_to_projects",
+                    h["check"],
+                    "identity:check_grant",
+                ),
+                Route(
+                    "GET",
+                    inherit + "/{role_id}/inherited_to_projects",
+                    h["check"],
+                    "identity:check_grant",
+                ),
+                Route(
+                    "DELETE",
+                    inherit + "/{role_id}/inherited_to_projects",
+                    h["delete"],
+                    "identity:revoke_grant",
+                ),
             ]
     return routes
 
@@ -258,8 +284,10 @@ def _grant_json(ctx: Ctx, g: Grant, names: bool) -> dict[str, Any]:
     if src_scope == "system":
         path = f"system/{actor_kind}s/{actor_id}/roles/{g.prior_role_id or g.role_id}"
     else:
-        path = f"{src_scope}s/{src_target}/{actor_kind}s/{actor_id}/roles/" \
-               f"{g.prior_role_id or g.role_id}"
+        path = (
+            f"{src_scope}s/{src_target}/{actor_kind}s/{actor_id}/roles/"
+            f"{g.prior_role_id or g.role_id}"
+        )
     if g.inherited or g.source_scope:
         path = f"OS-INHERIT/{path}/inherited_to_projects"
     links: dict[str, Any] = {"assignment": v3_url(ctx, path)}
@@ -308,14 +336,27 @@ ROUTES = [
     Route("PATCH", "/v3/roles/{role_id}", update_role, "identity:update_role"),
     Route("DELETE", "/v3/roles/{role_id}", delete_role, "identity:delete_role"),
     Route("GET", "/v3/roles/{prior_id}/implies", list_implied, "identity:list_implied_roles"),
-    Route("PUT", "/v3/roles/{prior_id}/implies/{implied_id}", create_implied,
-          "identity:create_implied_role"),
-    Route("GET", "/v3/roles/{prior_id}/implies/{implied_id}", get_implied,
-          "identity:get_implied_role"),
-    Route("HEAD", "/v3/roles/{prior_id}/implies/{implied_id}", check_implied,
-          "identity:check_implied_role"),
-    Route("DELETE", "/v3/roles/{prior_id}/implies/{implied_id}", delete_implied,
-          "identity:delete_implied_role"),
+    Route(
+        "PUT",
+        "/v3/roles/{prior_id}/implies/{implied_id}",
+        create_implied,
+        "identity:create_implied_role",
+    ),
+    Route(
+        "GET", "/v3/roles/{prior_id}/implies/{implied_id}", get_implied, "identity:get_implied_role"
+    ),
+    Route(
+        "HEAD",
+        "/v3/roles/{prior_id}/implies/{implied_id}",
+        check_implied,
+        "identity:check_implied_role",
+    ),
+    Route(
+        "DELETE",
+        "/v3/roles/{prior_id}/implies/{implied_id}",
+        delete_implied,
+        "identity:delete_implied_role",
+    ),
     Route("GET", "/v3/role_inferences", list_inferences, "identity:list_role_inference_rules"),
     Route("GET", "/v3/role_assignments", list_assignments, "identity:list_role_assignments"),
     *_grant_routes(),
