@@ -31,7 +31,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(message)s", stream=sys.stderr)
-    cloud = Cloud(settings)
+    cloud = Cloud(settings, migrate="subprocess")
     with cloud.session() as db:
         bootstrap(db, settings)
     clouds = write_client_files(settings)

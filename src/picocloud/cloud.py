@@ -25,15 +25,19 @@ def _touches_identity(objs: Any) -> bool:
 class Cloud:
     """One picocloud control plane process; created once by `picocloud up` or a test."""
 
-    def __init__(self, settings: Settings, migrate: bool = True) -> None:
+    def __init__(self, settings: Settings, migrate: str = "inline") -> None:
+        """`migrate`: "inline", "subprocess" (keeps Alembic out of a long-lived server) or
+        "no"."""
         from picocloud.identity.authn import Authenticator
         from picocloud.identity.policies import DEFAULT_RULES
 
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.engine = database.make_engine(settings.db_url)
-        if migrate:
+        if migrate == "inline":
             database.upgrade(self.engine)
+        elif migrate == "subprocess" and not database.is_current(self.engine):
+            database.upgrade_in_subprocess(settings.db_url)
         self.sessions = database.make_sessionmaker(self.engine)
         self._install_write_tracking()
         self.policy = Enforcer(DEFAULT_RULES, settings.policy_file)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -47,8 +50,33 @@ def make_sessionmaker(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def head_revision() -> str:
+    """The newest migration, read from the numbered file names (0001_x.py, 0002_y.py...)."""
+    names = [p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py")]
+    return max(names)
+
+
+def is_current(engine: Engine) -> bool:
+    """True when the database is at the newest migration (checked without loading Alembic)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except OperationalError:
+        return False
+    except ProgrammingError:
+        return False
+    return [r[0] for r in rows] == [head_revision()]
+
+
+def upgrade_in_subprocess(url: str) -> None:
+    """Migrate from a child process, so the server never holds Alembic (~10 MB) in memory."""
+    subprocess.run([sys.executable, "-m", "picocloud.db", url], check=True)
+
+
 def upgrade(engine: Engine) -> None:
     """Apply every Alembic migration not yet applied (append-only, numbered)."""
+    if is_current(engine):
+        return
     from alembic import command
     from alembic.config import Config
 
