@@ -81,6 +81,17 @@ DEFAULT_RULES: dict[str, str] = {
     **_crud(["region"], "@", "rule:cloud_admin"),
     **_crud(["service", "endpoint", "endpoint_group", "policy", "consumer"],
             "rule:cloud_admin or rule:system_reader", "rule:cloud_admin"),
+    "identity:list_policies": "rule:cloud_admin or rule:system_reader",
+    "identity:list_projects_associated_with_endpoint_group": (
+        "rule:cloud_admin or rule:system_reader"
+    ),
+    "identity:list_endpoints_associated_with_endpoint_group": (
+        "rule:cloud_admin or rule:system_reader"
+    ),
+    "identity:get_endpoint_group_in_project": "rule:cloud_admin or rule:system_reader",
+    "identity:list_endpoint_groups_for_project": "rule:cloud_admin or rule:system_reader",
+    "identity:add_endpoint_group_to_project": "rule:cloud_admin",
+    "identity:remove_endpoint_group_from_project": "rule:cloud_admin",
     "identity:get_domain_config": "rule:cloud_admin or rule:system_reader",
     "identity:create_domain_config": "rule:cloud_admin",
     "identity:update_domain_config": "rule:cloud_admin",
