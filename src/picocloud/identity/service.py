@@ -310,6 +310,10 @@ class IdentityService:
 
     def delete_user(self, user: User) -> None:
         self.store.delete_assignments_of(user.id)
+        for doc in self.store.documents("credential", user.id):
+            self.store.remove(doc)
+        for trust in self.store.trusts_of(user.id):
+            self.store.remove(trust)
         self.revoke(user_id=user.id)
         self.store.remove(user)
 

@@ -21,6 +21,7 @@ from picocloud.identity.models import (
     Project,
     RevocationEvent,
     Role,
+    Trust,
     User,
 )
 
@@ -161,6 +162,13 @@ class IdentityStore:
 
     def document(self, kind: str, ident: str) -> Document | None:
         return self.db.get(Document, (kind, ident))
+
+    def trusts_of(self, user_id: str) -> Sequence[Trust]:
+        """Trusts the user gave or received."""
+        stmt = select(Trust).where(
+            or_(Trust.trustor_user_id == user_id, Trust.trustee_user_id == user_id)
+        )
+        return self.db.scalars(stmt).all()
 
     # -- revocation and cache generation ----------------------------------------------------
     def revocation_events(self, since: datetime) -> Sequence[RevocationEvent]:
