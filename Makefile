@@ -20,7 +20,7 @@ up: $(STAMP)
 
 test: $(STAMP)
 	./scripts/ensure-debs.sh
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/api tests/e2e $(ARGS)
 
@@ -28,7 +28,7 @@ test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/api $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 
 clean:
