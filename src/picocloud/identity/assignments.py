@@ -40,17 +40,30 @@ class Assignments:
         self.store = svc.store
 
     # -- grants ----------------------------------------------------------------------------
-    def _check(self, actor: str, actor_id: str, scope: str, target_id: str, role_id: str) -> Role:
+    def _check_parties(self, actor: str, actor_id: str, scope: str, target_id: str) -> None:
+        """404 unless the actor and the target exist."""
         (self.svc.user if actor == "user" else self.svc.group)(actor_id)
         if scope == "project":
             self.svc.project(target_id)
         elif scope == "domain":
             self.svc.domain(target_id)
+
+    def _lookup(
+        self,
+        actor: str,
+        actor_id: str,
+        scope: str,
+        target_id: str,
+        role_id: str,
+        inherited: bool,
+    ) -> tuple[tuple[str, str, str, str, bool], Assignment | None]:
+        self._check_parties(actor, actor_id, scope, target_id)
         role = self.svc.role(role_id)
         if role.domain_id and scope == "project":
             if self.svc.project(target_id).domain_id != role.domain_id:
                 raise BadRequest("A domain-specific role can only be granted in its own domain.")
-        return role
+        key = (kind_of(actor, scope), actor_id, target_id, role_id, inherited)
+        return key, self.svc.db.get(Assignment, key)
 
     def grant(
         self,
@@ -61,12 +74,12 @@ class Assignments:
         role_id: str,
         inherited: bool = False,
     ) -> None:
-        self._check(actor, actor_id, scope, target_id, role_id)
-        key = (kind_of(actor, scope), actor_id, target_id, role_id, inherited)
-        if self.svc.db.get(Assignment, key) is None:
+        key, found = self._lookup(actor, actor_id, scope, target_id, role_id, inherited)
+        if found is None:
+            kind, _, _, _, _ = key
             self.store.add(
                 Assignment(
-                    kind=key[0],
+                    kind=kind,
                     actor_id=actor_id,
                     target_id=target_id,
                     role_id=role_id,
@@ -83,9 +96,7 @@ class Assignments:
         role_id: str,
         inherited: bool = False,
     ) -> Assignment:
-        self._check(actor, actor_id, scope, target_id, role_id)
-        key = (kind_of(actor, scope), actor_id, target_id, role_id, inherited)
-        found = self.svc.db.get(Assignment, key)
+        _, found = self._lookup(actor, actor_id, scope, target_id, role_id, inherited)
         if found is None:
             raise not_found("role assignment", f"role {role_id} for {actor} {actor_id}")
         return found
@@ -106,11 +117,7 @@ class Assignments:
     def roles_on(
         self, actor: str, actor_id: str, scope: str, target_id: str, inherited: bool = False
     ) -> builtins.list[Role]:
-        (self.svc.user if actor == "user" else self.svc.group)(actor_id)
-        if scope == "project":
-            self.svc.project(target_id)
-        elif scope == "domain":
-            self.svc.domain(target_id)
+        self._check_parties(actor, actor_id, scope, target_id)
         rows = self.store.assignments(
             actor_ids=[actor_id],
             target_ids=[target_id],
