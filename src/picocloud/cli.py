@@ -58,8 +58,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     try:
         uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises Ctrl-C after a clean shutdown
     finally:
         cloud.close()
+    print("picocloud stopped", flush=True)
     return 0
 
 
