@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from pydantic import BaseModel, ValidationError
@@ -56,7 +56,7 @@ class Reply:
         self.media_type = media_type
 
 
-Handler = Callable[["Ctx"], Any]
+Handler = Callable[[Any], Any]  # Ctx -> result, or StreamCtx -> Awaitable[Response]
 
 
 @dataclass(frozen=True)
@@ -68,19 +68,18 @@ class Route:
     handler: Handler
     rule: str | None = None  # policy rule name; None means any authenticated caller
     auth: bool = True  # False: no token needed (version discovery, token issue)
+    stream: bool = False  # True: an async handler of a StreamCtx (raw request body)
 
 
 @dataclass
-class Ctx:
-    """One request as a handler sees it."""
+class BaseCtx:
+    """What every handler sees of a request: who calls, with which parameters."""
 
     cloud: Cloud
     request: Request
     route: Route
     params: dict[str, str]
     query: QueryParams
-    body: Any
-    db: Session
     request_id: str
     auth: AuthContext | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
@@ -100,6 +99,10 @@ class Ctx:
         self.cloud.policy.enforce(name, self.token.credentials(), target or {})
         self._authorized = True
 
+    def allowed(self, rule: str, target: dict[str, Any] | None = None) -> bool:
+        """Whether the caller passes `rule`, without failing."""
+        return self.cloud.policy.allowed(rule, self.token.credentials(), target or {})
+
     def q(self, name: str) -> str | None:
         """A query value, treating the literal 'None' that clients send as absent."""
         value = self.query.get(name)
@@ -107,9 +110,40 @@ class Ctx:
             return None
         return value
 
+
+@dataclass
+class Ctx(BaseCtx):
+    """A request whose JSON body is parsed and whose handler runs in one DB transaction."""
+
+    body: Any = None
+    db: Session = None  # type: ignore[assignment]  # always set by the dispatcher
+
     def parse(self, model: type[BaseModel], key: str | None = None) -> Any:
         """Validate the JSON body (or body[key]) against `model`; 400 naming the field."""
         return validate(model, self.body, key)
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class StreamCtx(BaseCtx):
+    """A request whose body is a byte stream (image data); the handler is async and reaches
+    the database only through `call`, each call one transaction in a worker thread."""
+
+    async def call(self, fn: Callable[[Session], T]) -> T:
+        return await anyio.to_thread.run_sync(self._in_session, fn)
+
+    def _in_session(self, fn: Callable[[Session], T]) -> T:
+        with self.cloud.session() as db:
+            try:
+                result = fn(db)
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+        self.cloud.after_commit(db)
+        return result
 
 
 def validate(model: type[BaseModel], body: Any, key: str | None = None) -> Any:
@@ -188,6 +222,8 @@ def _endpoint(
                 ),
                 request_id,
             )
+        if route.stream:
+            return await _run_stream(cloud, service, route, request)
         try:
             body = await _read_json(request)
         except ApiError as exc:
@@ -213,6 +249,46 @@ async def _read_json(request: Request) -> Any:
         raise BadRequest("Malformed request body: the body is not valid JSON.") from None
 
 
+def _authenticate(cloud: Cloud, route: Route, request: Request, db: Session) -> AuthContext | None:
+    """The caller's validated token, if any; 401 when the route needs one and has none."""
+    token = request.headers.get("x-auth-token")
+    if token:
+        auth = cloud.tokens.validate(db, token)
+        state = request.scope["state"]
+        state["user_id"] = auth.user_id
+        state["project_id"] = auth.project_id
+        return auth
+    if route.auth:
+        raise Unauthorized("The request you have made requires authentication.")
+    return None
+
+
+async def _run_stream(cloud: Cloud, service: Service, route: Route, request: Request) -> Response:
+    request_id: str = request.scope["state"]["request_id"]
+    ctx = StreamCtx(
+        cloud=cloud,
+        request=request,
+        route=route,
+        params=dict(request.path_params),
+        query=request.query_params,
+        request_id=request_id,
+    )
+    try:
+        ctx.auth = await ctx.call(lambda db: _authenticate(cloud, route, request, db))
+        response: Response = await route.handler(ctx)
+        if route.rule is not None and not ctx._authorized:
+            raise RuntimeError(f"handler for {route.path} did not check policy {route.rule}")
+        return response
+    except ApiError as exc:
+        return service.error_response(cloud, exc, request_id)
+    except Exception:
+        logging.getLogger("picocloud").exception("unhandled error in %s", route.path)
+        return service.error_response(
+            cloud, ApiError("An unexpected error prevented the server from completing it."),
+            request_id,
+        )
+
+
 def _run(cloud: Cloud, service: Service, route: Route, request: Request, body: Any) -> Response:
     state = request.scope["state"]
     request_id: str = state["request_id"]
@@ -228,13 +304,7 @@ def _run(cloud: Cloud, service: Service, route: Route, request: Request, body: A
             request_id=request_id,
         )
         try:
-            token = request.headers.get("x-auth-token")
-            if token:
-                ctx.auth = cloud.tokens.validate(db, token)
-                state["user_id"] = ctx.auth.user_id
-                state["project_id"] = ctx.auth.project_id
-            elif route.auth:
-                raise Unauthorized("The request you have made requires authentication.")
+            ctx.auth = _authenticate(cloud, route, request, db)
             result = route.handler(ctx)
             if route.rule is not None and not ctx._authorized:
                 raise RuntimeError(f"handler for {route.path} did not check policy {route.rule}")

@@ -31,6 +31,10 @@ class Settings:
     policy_file: str = ""  # JSON or YAML overrides of the default policy rules
     log_level: str = "info"
     write_user_clouds_yaml: bool = True  # merge the entry into ~/.config/openstack/clouds.yaml
+    image_size_cap: int = 1 << 40  # largest image upload in bytes (Glance's default, 1 TiB)
+    image_max_virtual_size: int = 1 << 40  # largest disk an uploaded image may describe
+    image_quota_bytes: int = 0  # image bytes per project; 0 means unlimited
+    image_builtin_tiny: bool = True  # build and register the `tiny` guest image at first start
 
     @property
     def db_url(self) -> str:

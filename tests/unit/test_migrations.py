@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import picocloud.identity.models  # noqa: F401  (registers the tables)
+import picocloud.image.models  # noqa: F401
 from picocloud.db import Base, make_engine, upgrade
 
 
