@@ -14,8 +14,9 @@ from picocloud.http import RequestLog, Service
 
 def services() -> list[Service]:
     from picocloud.identity.api import service as identity
+    from picocloud.image.api import service as image
 
-    return [identity()]
+    return [identity(), image()]
 
 
 def build_app(cloud: Cloud) -> RequestLog:

@@ -29,7 +29,9 @@ class Cloud:
         """`migrate`: "inline", "subprocess" (keeps Alembic out of a long-lived server) or
         "no"."""
         from picocloud.identity.authn import Authenticator
-        from picocloud.identity.policies import DEFAULT_RULES
+        from picocloud.identity.policies import DEFAULT_RULES as IDENTITY_RULES
+        from picocloud.image.datastore import FilesystemStore
+        from picocloud.image.policies import DEFAULT_RULES as IMAGE_RULES
 
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -40,7 +42,8 @@ class Cloud:
             database.upgrade_in_subprocess(settings.db_url)
         self.sessions = database.make_sessionmaker(self.engine)
         self._install_write_tracking()
-        self.policy = Enforcer(DEFAULT_RULES, settings.policy_file)
+        self.policy = Enforcer(IDENTITY_RULES | IMAGE_RULES, settings.policy_file)
+        self.images = FilesystemStore(settings.data_dir / "images")
         # Identity data cached by this process is valid while `generation` is unchanged.
         self.generation = 0
         self._db_generation = -1

@@ -32,7 +32,10 @@ DEFAULT_ROLES = ("admin", "member", "reader", "service")
 IMPLIED = (("admin", "member"), ("member", "reader"))
 
 # (type, name, path under the base URL) of each API picocloud serves; later services add here.
-SERVICES: list[tuple[str, str, str]] = [("identity", "keystone", "/identity")]
+SERVICES: list[tuple[str, str, str]] = [
+    ("identity", "keystone", "/identity"),
+    ("image", "glance", "/image"),
+]
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -1,0 +1,398 @@
+"""The image API (Glance v2), mounted at /image."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio.to_thread
+from sqlalchemy.orm import Session
+from starlette.requests import ClientDisconnect
+from starlette.responses import FileResponse, Response
+
+from picocloud.errors import ApiError, BadRequest, Forbidden, RequestTooLarge, UnsupportedMediaType
+from picocloud.http import BaseCtx, Ctx, Reply, Route, Service, StreamCtx
+from picocloud.image import listing, schemas
+from picocloud.image.errors import image_not_found, render
+from picocloud.image.inspect import UnsafeImage, check_upload
+from picocloud.image.models import Image, ImageMember
+from picocloud.image.service import Caller, ImageService, utcnow
+
+NO_CONTENT = Reply(None, status=204)
+PATCH_TYPES = (
+    "application/openstack-images-v2.1-json-patch",
+    "application/openstack-images-v2.0-json-patch",
+)
+INSPECTED_CONTAINERS = ("bare", "ami", "aki", "ari")
+CHUNK = 1 << 20
+VERSIONS = [("v2.7", "CURRENT"), *((f"v2.{n}", "SUPPORTED") for n in range(6, -1, -1))]
+
+
+class ImageFile(FileResponse):
+    chunk_size = CHUNK
+
+
+def _caller(ctx: BaseCtx) -> Caller:
+    return Caller(ctx.token.project_id, ctx.allowed("context_is_admin"))
+
+
+def _svc(ctx: Ctx) -> ImageService:
+    return ImageService(ctx.db, ctx.cloud.settings)
+
+
+def _iso(value: Any) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")  # type: ignore[no-any-return]
+
+
+def image_json(image: Image) -> dict[str, Any]:
+    return {
+        **image.properties,
+        "id": image.id,
+        "name": image.name,
+        "status": image.status,
+        "visibility": image.visibility,
+        "protected": image.protected,
+        "os_hidden": image.os_hidden,
+        "owner": image.owner,
+        "checksum": image.checksum,
+        "os_hash_algo": image.os_hash_algo,
+        "os_hash_value": image.os_hash_value,
+        "size": image.size,
+        "virtual_size": image.virtual_size,
+        "min_disk": image.min_disk,
+        "min_ram": image.min_ram,
+        "disk_format": image.disk_format,
+        "container_format": image.container_format,
+        "tags": list(image.tags),
+        "created_at": _iso(image.created_at),
+        "updated_at": _iso(image.updated_at),
+        "self": f"/v2/images/{image.id}",
+        "file": f"/v2/images/{image.id}/file",
+        "schema": "/v2/schemas/image",
+    }
+
+
+def member_json(m: ImageMember) -> dict[str, Any]:
+    return {
+        "image_id": m.image_id,
+        "member_id": m.member_id,
+        "status": m.status,
+        "created_at": _iso(m.created_at),
+        "updated_at": _iso(m.updated_at),
+        "schema": "/v2/schemas/member",
+    }
+
+
+def _target(image: Image, **extra: Any) -> dict[str, Any]:
+    return {"target": {"owner": image.owner, "visibility": image.visibility, **extra}}
+
+
+# -- versions and schemas -----------------------------------------------------------------
+def versions(ctx: Ctx) -> Reply:
+    href = f"{ctx.cloud.settings.base_url}/image/v2/"
+    body = [{"id": v, "status": s, "links": [{"rel": "self", "href": href}]} for v, s in VERSIONS]
+    return Reply({"versions": body}, status=300)
+
+
+def get_schema(ctx: Ctx) -> dict[str, Any]:
+    ctx.authorize()
+    name = ctx.params["name"]
+    if name not in schemas.SCHEMAS:
+        raise BadRequest(f"Unknown schema {name}")
+    return schemas.SCHEMAS[name]
+
+
+def import_info(ctx: Ctx) -> dict[str, Any]:
+    return {"import-methods": {"description": "Import methods available.", "type": "array",
+                               "value": []}}
+
+
+# -- images -------------------------------------------------------------------------------
+def create_image(ctx: Ctx) -> Reply:
+    if not isinstance(ctx.body, dict):
+        raise BadRequest("The request body must be a JSON object")
+    owner = ctx.token.project_id
+    ctx.authorize({"target": {"owner": owner}})
+    caller = _caller(ctx)
+    if ctx.body.get("visibility") == "community":
+        ctx.authorize({"target": {"owner": owner}}, rule="communitize_image")
+    image = _svc(ctx).create(ctx.body, caller)
+    return Reply(image_json(image), status=201, headers={"Location": f"/v2/images/{image.id}"})
+
+
+def list_images(ctx: Ctx) -> dict[str, Any]:
+    ctx.authorize()
+    visibility = ctx.q("visibility")
+    if visibility is not None and visibility not in ("public", "private", "shared",
+                                                     "community", "all"):
+        raise BadRequest(f"Invalid visibility value: {visibility}")
+    member_status = ctx.q("member_status") or "accepted"
+    if member_status not in ("pending", "accepted", "rejected", "all"):
+        raise BadRequest(f"Invalid status value: {member_status}")
+    rows = _svc(ctx).list(_caller(ctx), visibility, member_status)
+    rows = listing.filter_images(rows, ctx.query)
+    rows = listing.sort_images(rows, listing.sort_spec(ctx.query))
+    shown, more = listing.page(rows, ctx.query)
+    body: dict[str, Any] = {
+        "images": [image_json(i) for i in shown],
+        "first": "/v2/images",
+        "schema": "/v2/schemas/images",
+    }
+    if more and shown:
+        params = [(k, v) for k, v in ctx.query.multi_items() if k != "marker"]
+        params.append(("marker", shown[-1].id))
+        body["next"] = f"/v2/images?{urlencode(params)}"
+    return body
+
+
+def get_image(ctx: Ctx) -> dict[str, Any]:
+    image = _svc(ctx).get(ctx.params["image_id"], _caller(ctx))
+    ctx.authorize(_target(image))
+    return image_json(image)
+
+
+def update_image(ctx: Ctx) -> dict[str, Any]:
+    content_type = ctx.request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type not in PATCH_TYPES:
+        raise UnsupportedMediaType(
+            f"Unsupported Content-Type {content_type!r}: use {PATCH_TYPES[0]}",
+            headers={"Accept-Patch": ", ".join(PATCH_TYPES)},
+        )
+    svc = _svc(ctx)
+    caller = _caller(ctx)
+    image = svc.get(ctx.params["image_id"], caller)
+    ctx.authorize(_target(image))
+    ops = ctx.body if isinstance(ctx.body, list) else None
+    for op in ops or []:
+        if isinstance(op, dict) and op.get("path") == "/visibility":
+            if op.get("value") == "community":
+                ctx.authorize(_target(image), rule="communitize_image")
+    return image_json(svc.patch(image, ctx.body, caller))
+
+
+def delete_image(ctx: Ctx) -> Reply:
+    svc = _svc(ctx)
+    image = svc.get(ctx.params["image_id"], _caller(ctx))
+    ctx.authorize(_target(image))
+    image_id = image.id
+    svc.delete(image)
+    ctx.db.commit()
+    ctx.cloud.images.delete(image_id)
+    return NO_CONTENT
+
+
+def _action(status: str) -> Any:
+    def handler(ctx: Ctx) -> Reply:
+        svc = _svc(ctx)
+        image = svc.get(ctx.params["image_id"], _caller(ctx))
+        ctx.authorize(_target(image))
+        svc.set_status(image, status)
+        return NO_CONTENT
+
+    return handler
+
+
+def add_tag(ctx: Ctx) -> Reply:
+    svc = _svc(ctx)
+    image = svc.get(ctx.params["image_id"], _caller(ctx))
+    ctx.authorize(_target(image))
+    svc.add_tag(image, ctx.params["tag"])
+    return NO_CONTENT
+
+
+def delete_tag(ctx: Ctx) -> Reply:
+    svc = _svc(ctx)
+    image = svc.get(ctx.params["image_id"], _caller(ctx))
+    ctx.authorize(_target(image))
+    if not svc.remove_tag(image, ctx.params["tag"]):
+        raise image_not_found(f"{image.id} tag {ctx.params['tag']}")
+    return NO_CONTENT
+
+
+# -- data ---------------------------------------------------------------------------------
+async def upload(ctx: StreamCtx) -> Response:
+    """Stream the body to a staged file (never all in memory), inspect it, then publish it."""
+    content_type = ctx.request.headers.get("content-type", "application/octet-stream")
+    if content_type.split(";")[0].strip() != "application/octet-stream":
+        raise UnsupportedMediaType("Image data must be sent as application/octet-stream.")
+    settings = ctx.cloud.settings
+    image_id = ctx.params["image_id"]
+
+    def start(db: Session) -> tuple[str, str, int]:
+        svc = ImageService(db, settings)
+        image = svc.get(image_id, _caller(ctx))
+        db.refresh(image, with_for_update=True)
+        ctx.authorize(_target(image))
+        svc.begin_upload(image)
+        budget = settings.image_size_cap
+        if settings.image_quota_bytes:
+            budget = min(budget, settings.image_quota_bytes - svc.used_bytes(image.owner))
+        return image.disk_format or "", image.container_format or "", budget
+
+    disk_format, container_format, budget = await ctx.call(start)
+    staged = ctx.cloud.images.begin(image_id)
+    failure = "queued"
+    try:
+        buffer = bytearray()
+        try:
+            async for chunk in ctx.request.stream():
+                buffer += chunk
+                if staged.size + len(buffer) > budget:
+                    raise RequestTooLarge("Denying attempt to upload image: it is larger than "
+                                          "the size cap or the project's remaining image quota.")
+                if len(buffer) >= CHUNK:
+                    await anyio.to_thread.run_sync(staged.write, bytes(buffer))
+                    buffer.clear()
+        except ClientDisconnect:
+            failure = "killed"
+            raise BadRequest("The client went away before the image data was complete.") from None
+        if buffer:
+            await anyio.to_thread.run_sync(staged.write, bytes(buffer))
+        virtual_size: int | None = None
+        if container_format in INSPECTED_CONTAINERS:
+            try:
+                info = await anyio.to_thread.run_sync(
+                    check_upload, staged.staged_path, disk_format,
+                    settings.image_max_virtual_size,
+                )
+            except UnsafeImage as exc:
+                raise BadRequest(f"Image data refused: {exc}") from None
+            virtual_size = info.virtual_size
+        await anyio.to_thread.run_sync(staged.commit)
+    except BaseException as exc:
+        await anyio.to_thread.run_sync(staged.discard)
+        if not isinstance(exc, ApiError):
+            failure = "killed"
+        await ctx.call(lambda db: _set_status(db, image_id, failure))
+        raise
+
+    def finish(db: Session) -> None:
+        image = db.get(Image, image_id)
+        if image is None:  # deleted while uploading
+            ctx.cloud.images.delete(image_id)
+            return
+        image.size = staged.size
+        image.checksum = staged.md5
+        image.os_hash_algo = "sha512"
+        image.os_hash_value = staged.sha512
+        image.virtual_size = virtual_size
+        image.status = "active"
+        image.updated_at = utcnow()
+
+    await ctx.call(finish)
+    return Response(status_code=204)
+
+
+def _set_status(db: Session, image_id: str, status: str) -> None:
+    image = db.get(Image, image_id)
+    if image is not None:
+        image.status = status
+        image.updated_at = utcnow()
+
+
+def download(ctx: Ctx) -> Response:
+    svc = _svc(ctx)
+    caller = _caller(ctx)
+    image = svc.get(ctx.params["image_id"], caller)
+    ctx.authorize(_target(image))
+    if image.status == "deactivated" and not caller.is_admin:
+        raise Forbidden("The requested image has been deactivated. Image data download is "
+                        "forbidden.")
+    path = ctx.cloud.images.path(image.id)
+    if image.status != "active" or path is None:
+        return Response(status_code=204)
+    headers = {"Content-MD5": image.checksum or ""}
+    return ImageFile(path, media_type="application/octet-stream", headers=headers)
+
+
+# -- members ------------------------------------------------------------------------------
+def _member_target(image: Image, member_id: str | None) -> dict[str, Any]:
+    return _target(image, member_id=member_id)
+
+
+def add_member(ctx: Ctx) -> dict[str, Any]:
+    svc = _svc(ctx)
+    image = svc.get(ctx.params["image_id"], _caller(ctx))
+    ctx.authorize(_target(image))
+    body = ctx.body if isinstance(ctx.body, dict) else {}
+    return member_json(svc.add_member(image, body.get("member")))
+
+
+def list_members(ctx: Ctx) -> dict[str, Any]:
+    svc = _svc(ctx)
+    caller = _caller(ctx)
+    image = svc.get(ctx.params["image_id"], caller)
+    ctx.authorize(_target(image))
+    if image.visibility != "shared":
+        raise Forbidden(f"Image {image.id} is not shared: only shared images have members.")
+    members = svc.members(image)
+    if not caller.is_admin and image.owner != caller.project_id:
+        members = [m for m in members if m.member_id == caller.project_id]
+    return {"members": [member_json(m) for m in members], "schema": "/v2/schemas/members"}
+
+
+def _find_member(ctx: Ctx, svc: ImageService) -> tuple[Image, ImageMember]:
+    caller = _caller(ctx)
+    image = svc.get(ctx.params["image_id"], caller)
+    member_id = ctx.params["member_id"]
+    ctx.authorize(_member_target(image, member_id))
+    member = svc.member(image.id, member_id)
+    allowed = caller.is_admin or caller.project_id in (image.owner, member_id)
+    if member is None or not allowed:
+        raise image_not_found(f"{image.id} member {member_id}")
+    return image, member
+
+
+def get_member(ctx: Ctx) -> dict[str, Any]:
+    return member_json(_find_member(ctx, _svc(ctx))[1])
+
+
+def update_member(ctx: Ctx) -> dict[str, Any]:
+    svc = _svc(ctx)
+    _image, member = _find_member(ctx, svc)
+    body = ctx.body if isinstance(ctx.body, dict) else {}
+    svc.set_member_status(member, body.get("status"))
+    return member_json(member)
+
+
+def delete_member(ctx: Ctx) -> Reply:
+    svc = _svc(ctx)
+    image, member = _find_member(ctx, svc)
+    caller = _caller(ctx)
+    if not caller.is_admin and caller.project_id != image.owner:
+        raise Forbidden("Only the image owner can remove a member.")
+    ctx.db.delete(member)
+    return NO_CONTENT
+
+
+ROUTES = [
+    Route("GET", "", versions, auth=False),
+    Route("GET", "/", versions, auth=False),
+    Route("GET", "/versions", versions, auth=False),
+    Route("GET", "/v2", versions, auth=False),
+    Route("GET", "/v2/", versions, auth=False),
+    Route("GET", "/v2/schemas/{name}", get_schema, "get_image_schema"),
+    Route("GET", "/v2/info/import", import_info),
+    Route("POST", "/v2/images", create_image, "add_image"),
+    Route("GET", "/v2/images", list_images, "get_images"),
+    Route("GET", "/v2/images/{image_id}", get_image, "get_image"),
+    Route("PATCH", "/v2/images/{image_id}", update_image, "modify_image"),
+    Route("DELETE", "/v2/images/{image_id}", delete_image, "delete_image"),
+    Route("PUT", "/v2/images/{image_id}/file", upload, "upload_image", stream=True),
+    Route("GET", "/v2/images/{image_id}/file", download, "download_image"),
+    Route("POST", "/v2/images/{image_id}/actions/deactivate", _action("deactivated"),
+          "deactivate"),
+    Route("POST", "/v2/images/{image_id}/actions/reactivate", _action("active"), "reactivate"),
+    Route("PUT", "/v2/images/{image_id}/tags/{tag}", add_tag, "modify_image"),
+    Route("DELETE", "/v2/images/{image_id}/tags/{tag}", delete_tag, "modify_image"),
+    Route("POST", "/v2/images/{image_id}/members", add_member, "add_member"),
+    Route("GET", "/v2/images/{image_id}/members", list_members, "get_members"),
+    Route("GET", "/v2/images/{image_id}/members/{member_id}", get_member, "get_member"),
+    Route("PUT", "/v2/images/{image_id}/members/{member_id}", update_member, "modify_member"),
+    Route("DELETE", "/v2/images/{image_id}/members/{member_id}", delete_member,
+          "delete_member"),
+]
+
+
+def service() -> Service:
+    return Service("/image", ROUTES, render)
