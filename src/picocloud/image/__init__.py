@@ -1,0 +1,1 @@
+"""Image service (Glance v2): images, members, their data, and inspection of uploaded bytes."""
