@@ -77,7 +77,7 @@ def filter_images(images: Sequence[Image], query: QueryParams) -> list[Image]:
         elif key == "protected":
             flag = _bool(key, value)
             out = [i for i in out if i.protected == flag]
-        elif key in ("min_ram", "min_disk"):
+        elif key in ("min_ram", "min_disk", "size", "virtual_size"):
             limit = _int(key, value)
             out = [i for i in out if getattr(i, key) == limit]
         else:

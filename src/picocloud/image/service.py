@@ -173,9 +173,8 @@ class ImageService:
     def patch(self, image: Image, ops: Any, caller: Caller) -> Image:
         if not isinstance(ops, list):
             raise BadRequest("Expected a JSON patch: a list of operations")
-        for op in ops:
-            if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "remove"):
-                raise BadRequest("Each operation needs op add, replace or remove")
+        for raw in ops:
+            op = _normalize_op(raw)
             path = op.get("path")
             if not isinstance(path, str) or not path.startswith("/") or path.count("/") != 1:
                 raise BadRequest(f"Invalid JSON pointer for this resource: {path!r}")
@@ -268,6 +267,21 @@ class ImageService:
                              f"{', '.join(MEMBER_STATUSES)}")
         member.status = status
         member.updated_at = utcnow()
+
+
+def _normalize_op(raw: Any) -> dict[str, Any]:
+    """One JSON-patch operation, accepting both v2.1 ({"op": "add", "path": "/x"}) and
+    v2.0 ({"add": "/x"}) media types."""
+    if isinstance(raw, dict):
+        if raw.get("op") in ("add", "replace", "remove"):
+            return raw
+        verbs = [v for v in ("add", "replace", "remove") if v in raw]
+        if len(verbs) == 1:
+            op = {"op": verbs[0], "path": raw[verbs[0]]}
+            if "value" in raw:
+                op["value"] = raw["value"]
+            return op
+    raise BadRequest("Each operation needs op add, replace or remove")
 
 
 def _tags(value: Any) -> list[str]:
