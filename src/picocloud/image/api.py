@@ -5,18 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio.to_thread
-from sqlalchemy.orm import Session
-from starlette.requests import ClientDisconnect
-from starlette.responses import FileResponse, Response
-
-from picocloud.errors import ApiError, BadRequest, Forbidden, RequestTooLarge, UnsupportedMediaType
-from picocloud.http import BaseCtx, Ctx, Reply, Route, Service, StreamCtx
-from picocloud.image import listing, schemas
+from picocloud.errors import BadRequest, Forbidden, UnsupportedMediaType
+from picocloud.http import BaseCtx, Ctx, Reply, Route, Service
+from picocloud.image import data, listing, schemas
 from picocloud.image.errors import image_not_found, render
-from picocloud.image.inspect import UnsafeImage, check_upload
 from picocloud.image.models import Image, ImageMember
-from picocloud.image.service import Caller, ImageService, utcnow
+from picocloud.image.service import Caller, ImageService
 
 NO_CONTENT = Reply(None, status=204)
 PATCH_TYPES = (
@@ -26,10 +20,6 @@ PATCH_TYPES = (
 INSPECTED_CONTAINERS = ("bare", "ami", "aki", "ari")
 CHUNK = 1 << 20
 VERSIONS = [("v2.7", "CURRENT"), *((f"v2.{n}", "SUPPORTED") for n in range(6, -1, -1))]
-
-
-class ImageFile(FileResponse):
-    chunk_size = CHUNK
 
 
 def _caller(ctx: BaseCtx) -> Caller:
@@ -112,11 +102,6 @@ def create_task(ctx: Ctx) -> Reply:
     ctx.authorize()
     raise BadRequest("Import tasks from a URL are not supported: upload the data with "
                      "PUT /v2/images/{id}/file.")
-
-
-def import_info(ctx: Ctx) -> dict[str, Any]:
-    return {"import-methods": {"description": "Import methods available.", "type": "array",
-                               "value": []}}
 
 
 # -- images -------------------------------------------------------------------------------
@@ -221,102 +206,6 @@ def delete_tag(ctx: Ctx) -> Reply:
     return NO_CONTENT
 
 
-# -- data ---------------------------------------------------------------------------------
-async def upload(ctx: StreamCtx) -> Response:
-    """Stream the body to a staged file (never all in memory), inspect it, then publish it."""
-    content_type = ctx.request.headers.get("content-type", "application/octet-stream")
-    if content_type.split(";")[0].strip() != "application/octet-stream":
-        raise UnsupportedMediaType("Image data must be sent as application/octet-stream.")
-    settings = ctx.cloud.settings
-    image_id = ctx.params["image_id"]
-
-    def start(db: Session) -> tuple[str, str, int]:
-        svc = ImageService(db, settings)
-        image = svc.get(image_id, _caller(ctx))
-        db.refresh(image, with_for_update=True)
-        ctx.authorize(_target(image))
-        svc.begin_upload(image)
-        budget = settings.image_size_cap
-        if settings.image_quota_bytes:
-            budget = min(budget, settings.image_quota_bytes - svc.used_bytes(image.owner))
-        return image.disk_format or "", image.container_format or "", budget
-
-    disk_format, container_format, budget = await ctx.call(start)
-    staged = ctx.cloud.images.begin(image_id)
-    failure = "queued"
-    try:
-        buffer = bytearray()
-        try:
-            async for chunk in ctx.request.stream():
-                buffer += chunk
-                if staged.size + len(buffer) > budget:
-                    raise RequestTooLarge("Denying attempt to upload image: it is larger than "
-                                          "the size cap or the project's remaining image quota.")
-                if len(buffer) >= CHUNK:
-                    await anyio.to_thread.run_sync(staged.write, bytes(buffer))
-                    buffer.clear()
-        except ClientDisconnect:
-            failure = "killed"
-            raise BadRequest("The client went away before the image data was complete.") from None
-        if buffer:
-            await anyio.to_thread.run_sync(staged.write, bytes(buffer))
-        virtual_size: int | None = None
-        if container_format in INSPECTED_CONTAINERS:
-            try:
-                info = await anyio.to_thread.run_sync(
-                    check_upload, staged.staged_path, disk_format,
-                    settings.image_max_virtual_size,
-                )
-            except UnsafeImage as exc:
-                raise BadRequest(f"Image data refused: {exc}") from None
-            virtual_size = info.virtual_size
-        await anyio.to_thread.run_sync(staged.commit)
-    except BaseException as exc:
-        await anyio.to_thread.run_sync(staged.discard)
-        if not isinstance(exc, ApiError):
-            failure = "killed"
-        await ctx.call(lambda db: _set_status(db, image_id, failure))
-        raise
-
-    def finish(db: Session) -> None:
-        image = db.get(Image, image_id)
-        if image is None:  # deleted while uploading
-            ctx.cloud.images.delete(image_id)
-            return
-        image.size = staged.size
-        image.checksum = staged.md5
-        image.os_hash_algo = "sha512"
-        image.os_hash_value = staged.sha512
-        image.virtual_size = virtual_size
-        image.status = "active"
-        image.updated_at = utcnow()
-
-    await ctx.call(finish)
-    return Response(status_code=204)
-
-
-def _set_status(db: Session, image_id: str, status: str) -> None:
-    image = db.get(Image, image_id)
-    if image is not None:
-        image.status = status
-        image.updated_at = utcnow()
-
-
-def download(ctx: Ctx) -> Response:
-    svc = _svc(ctx)
-    caller = _caller(ctx)
-    image = svc.get(ctx.params["image_id"], caller)
-    ctx.authorize(_target(image))
-    if image.status == "deactivated" and not caller.is_admin:
-        raise Forbidden("The requested image has been deactivated. Image data download is "
-                        "forbidden.")
-    path = ctx.cloud.images.path(image.id)
-    if image.status != "active" or path is None:
-        return Response(status_code=204)
-    headers = {"Content-MD5": image.checksum or ""}
-    return ImageFile(path, media_type="application/octet-stream", headers=headers)
-
-
 # -- members ------------------------------------------------------------------------------
 def _member_target(image: Image, member_id: str | None) -> dict[str, Any]:
     return _target(image, member_id=member_id)
@@ -384,7 +273,6 @@ ROUTES = [
     Route("GET", "/v2", versions, auth=False),
     Route("GET", "/v2/", versions, auth=False),
     Route("GET", "/v2/schemas/{name}", get_schema, "get_image_schema"),
-    Route("GET", "/v2/info/import", import_info),
     Route("GET", "/v2/tasks", list_tasks, "get_tasks"),
     Route("POST", "/v2/tasks", create_task, "add_task"),
     Route("POST", "/v2/images", create_image, "add_image"),
@@ -392,8 +280,7 @@ ROUTES = [
     Route("GET", "/v2/images/{image_id}", get_image, "get_image"),
     Route("PATCH", "/v2/images/{image_id}", update_image, "modify_image"),
     Route("DELETE", "/v2/images/{image_id}", delete_image, "delete_image"),
-    Route("PUT", "/v2/images/{image_id}/file", upload, "upload_image", stream=True),
-    Route("GET", "/v2/images/{image_id}/file", download, "download_image"),
+    *data.ROUTES,
     Route("POST", "/v2/images/{image_id}/actions/deactivate", _action("deactivated"),
           "deactivate"),
     Route("POST", "/v2/images/{image_id}/actions/reactivate", _action("active"), "reactivate"),

@@ -43,6 +43,12 @@ class ImageStore(Protocol):
 
     def delete(self, image_id: str) -> None: ...
 
+    def begin_staging(self, image_id: str) -> Upload: ...
+
+    def staging_path(self, image_id: str) -> Path | None: ...
+
+    def drop_staging(self, image_id: str) -> None: ...
+
 
 class FileUpload:
     def __init__(self, final: Path) -> None:
@@ -91,14 +97,16 @@ class FilesystemStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for stale in root.glob(".*.part"):  # an upload cut short by a crash
-            stale.unlink(missing_ok=True)
+        self.staging = root / "staging"
+        self.staging.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for folder in (root, self.staging):
+            for stale in folder.glob(".*.part"):  # an upload cut short by a crash
+                stale.unlink(missing_ok=True)
 
-    def _file(self, image_id: str) -> Path:
-        if "/" in image_id or image_id.startswith("."):
+    def _file(self, image_id: str, folder: Path | None = None) -> Path:
+        if "/" in image_id or image_id.startswith(".") or image_id == "staging":
             raise ValueError(f"not an image id: {image_id!r}")
-        return self.root / image_id
+        return (folder or self.root) / image_id
 
     def begin(self, image_id: str) -> FileUpload:
         return FileUpload(self._file(image_id))
@@ -109,3 +117,14 @@ class FilesystemStore:
 
     def delete(self, image_id: str) -> None:
         self._file(image_id).unlink(missing_ok=True)
+        self.drop_staging(image_id)
+
+    def begin_staging(self, image_id: str) -> FileUpload:
+        return FileUpload(self._file(image_id, self.staging))
+
+    def staging_path(self, image_id: str) -> Path | None:
+        f = self._file(image_id, self.staging)
+        return f if f.exists() else None
+
+    def drop_staging(self, image_id: str) -> None:
+        self._file(image_id, self.staging).unlink(missing_ok=True)

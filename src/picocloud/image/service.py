@@ -227,15 +227,15 @@ class ImageService:
         return True
 
     # -- data ------------------------------------------------------------------------------
-    def begin_upload(self, image: Image) -> None:
-        """queued -> saving, or 409/400 saying why not; checks the project's byte quota."""
+    def begin_upload(self, image: Image, next_status: str = "saving") -> None:
+        """queued -> saving (or uploading, for staging), or 409/400 saying why not."""
         if image.status != "queued":
-            raise Conflict(f"Image status transition from {image.status} to saving is not "
-                           "allowed (data can only be uploaded to a queued image).")
+            raise Conflict(f"Image status transition from {image.status} to {next_status} is "
+                           "not allowed (data can only be uploaded to a queued image).")
         if image.disk_format is None or image.container_format is None:
             raise BadRequest("Properties disk_format, container_format must be set prior to "
                              "saving data.")
-        image.status = "saving"
+        image.status = next_status
         image.updated_at = utcnow()
 
     def used_bytes(self, owner: str | None) -> int:
