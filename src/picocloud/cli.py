@@ -36,6 +36,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         bootstrap(db, settings)
     clouds = write_client_files(settings)
     app = build_app(cloud)
+    if settings.image_builtin_tiny:
+        from picocloud.image.builtin import ensure_tiny_in_background
+
+        ensure_tiny_in_background(cloud)
     print(f"picocloud {__version__} serving at {settings.base_url}", flush=True)
     print(f"  identity:     {settings.base_url}/identity/v3", flush=True)
     print(f"  data dir:     {settings.data_dir}", flush=True)
