@@ -7,7 +7,9 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-import picocloud.identity.models  # noqa: F401  (registers the tables)
+# imported to register their tables
+import picocloud.identity.models
+import picocloud.image.metadefs_models
 import picocloud.image.models  # noqa: F401
 from picocloud.db import Base, make_engine, upgrade
 

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from picocloud.errors import BadRequest, Forbidden, UnsupportedMediaType
 from picocloud.http import BaseCtx, Ctx, Reply, Route, Service
-from picocloud.image import data, listing, schemas
+from picocloud.image import data, listing, metadefs, schemas
 from picocloud.image.errors import image_not_found, render
 from picocloud.image.models import Image, ImageMember
 from picocloud.image.service import Caller, ImageService
@@ -296,4 +296,4 @@ ROUTES = [
 
 
 def service() -> Service:
-    return Service("/image", ROUTES, render)
+    return Service("/image", [*metadefs.ROUTES, *ROUTES], render)

@@ -44,3 +44,7 @@ class ImageMember(Base):
     status: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# The metadata definition tables live in their own module; importing this one registers them.
+from picocloud.image import metadefs_models  # noqa: E402, F401

@@ -1,6 +1,8 @@
 """Default image policy rules, named as Glance names them; visibility is enforced in code.
 
-`target.owner` is the image's owning project, `target.member_id` a member project.
+`target.owner` is the image's owning project, `target.member_id` a member project. For metadata
+definitions, `target.owner`/`target.visibility` are the namespace's (the caller's project and no
+visibility when there is no namespace yet).
 """
 
 from __future__ import annotations
@@ -30,3 +32,37 @@ DEFAULT_RULES: dict[str, str] = {
     "get_tasks": "role:admin",
     "add_task": "role:admin",
 }
+
+# Metadata definitions: anyone may read public namespaces and their own project's; admins write.
+METADEF_ADMIN = "rule:metadef_admin"
+METADEF_READER = ("role:admin or (role:reader and (project_id:%(target.owner)s or "
+                  "'public':%(target.visibility)s))")
+DEFAULT_RULES.update({
+    "metadef_admin": "role:admin",
+    "get_metadef_namespace": METADEF_READER,
+    "get_metadef_namespaces": "role:admin or (role:reader and project_id:%(target.owner)s)",
+    "add_metadef_namespace": METADEF_ADMIN,
+    "modify_metadef_namespace": METADEF_ADMIN,
+    "delete_metadef_namespace": METADEF_ADMIN,
+    "get_metadef_object": METADEF_READER,
+    "get_metadef_objects": METADEF_READER,
+    "add_metadef_object": METADEF_ADMIN,
+    "modify_metadef_object": METADEF_ADMIN,
+    "delete_metadef_object": METADEF_ADMIN,
+    "list_metadef_resource_types": METADEF_READER,
+    "get_metadef_resource_type": METADEF_READER,
+    "add_metadef_resource_type_association": METADEF_ADMIN,
+    "remove_metadef_resource_type_association": METADEF_ADMIN,
+    "get_metadef_property": METADEF_READER,
+    "get_metadef_properties": METADEF_READER,
+    "add_metadef_property": METADEF_ADMIN,
+    "modify_metadef_property": METADEF_ADMIN,
+    "remove_metadef_property": METADEF_ADMIN,
+    "get_metadef_tag": METADEF_READER,
+    "get_metadef_tags": METADEF_READER,
+    "add_metadef_tag": METADEF_ADMIN,
+    "add_metadef_tags": METADEF_ADMIN,
+    "modify_metadef_tag": METADEF_ADMIN,
+    "delete_metadef_tag": METADEF_ADMIN,
+    "delete_metadef_tags": METADEF_ADMIN,
+})
