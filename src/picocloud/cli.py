@@ -81,6 +81,19 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from picocloud.guest import GuestBuildError, build_tiny
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        output = build_tiny(args.output, args.cache_dir)
+    except GuestBuildError as exc:
+        print(f"picocloud: {exc}", file=sys.stderr)
+        return 1
+    print(f"built {args.name} image: {output} ({output.stat().st_size} bytes)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="picocloud", description=__doc__)
     parser.add_argument("--version", action="version", version=f"picocloud {__version__}")
@@ -104,6 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     rotate = keys_sub.add_parser("rotate", help="rotate the token keys")
     common(rotate)
     rotate.set_defaults(func=cmd_keys_rotate)
+
+    image = sub.add_parser("image", help="picocloud's own guest images")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    image_build = image_sub.add_parser("build", help="build a guest image from Debian packages")
+    image_build.add_argument("name", choices=["tiny"], help="the image to build")
+    image_build.add_argument("--output", type=Path, required=True, help="qcow2 file to write")
+    image_build.add_argument(
+        "--cache-dir", type=Path, help="cache of .debs and builds (~/.cache/picocloud/guest)"
+    )
+    image_build.set_defaults(func=cmd_image_build)
 
     args = parser.parse_args(argv)
     try:
