@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 # imported to register their tables
+import picocloud.compute.models
 import picocloud.identity.models
 import picocloud.image.metadefs_models
 import picocloud.image.models  # noqa: F401
