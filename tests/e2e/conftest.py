@@ -84,9 +84,11 @@ def _command_words(args: tuple[str, ...]) -> list[str]:
 class Picocloud:
     """One `picocloud up` process: start, stop (SIGINT, must exit cleanly), restart in place."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.env = dict(env or {})  # PICOCLOUD_* settings for this server only
         self.proc: subprocess.Popen[bytes] | None = None
         self._admin_token: str | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
@@ -102,6 +104,12 @@ class Picocloud:
         return f"{self.url}/identity/v3"
 
     @property
+    def pid(self) -> int:
+        """The `picocloud up` process, e.g. to read its memory from /proc."""
+        assert self.proc is not None, "not running"
+        return self.proc.pid
+
+    @property
     def admin_password(self) -> str:
         return (self.data_dir / "admin-password").read_text().strip()
 
@@ -112,6 +120,7 @@ class Picocloud:
         assert self.proc is None, "already running"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PICOCLOUD_")}
         env |= {"PICOCLOUD_WRITE_USER_CLOUDS_YAML": "0", "PICOCLOUD_PASSWORD_HASH_ROUNDS": "4"}
+        env |= self.env
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(PICOCLOUD), "up", "--data-dir", str(self.data_dir), "--port", str(self.port)],
@@ -247,7 +256,7 @@ class Picocloud:
                 return HttpReply(err.code, _lower(err.headers.items()), err.read())
 
 
-PicocloudFactory = Callable[[str], Picocloud]
+PicocloudFactory = Callable[..., Picocloud]
 
 
 @pytest.fixture(scope="module")
@@ -256,8 +265,8 @@ def picocloud_factory() -> Iterator[PicocloudFactory]:
     root = Path(tempfile.mkdtemp(prefix="picocloud-e2e-"))
     made: list[Picocloud] = []
 
-    def make(name: str = "cloud") -> Picocloud:
-        pc = Picocloud(root / name)
+    def make(name: str = "cloud", env: dict[str, str] | None = None) -> Picocloud:
+        pc = Picocloud(root / name, env=env)
         made.append(pc)
         return pc
 
