@@ -15,10 +15,11 @@ from picocloud.http import RequestLog, Service
 
 
 def services() -> list[Service]:
+    from picocloud.compute.api import service as compute
     from picocloud.identity.api import service as identity
     from picocloud.image.api import service as image
 
-    return [identity(), image()]
+    return [identity(), image(), compute()]
 
 
 def build_app(cloud: Cloud) -> RequestLog:

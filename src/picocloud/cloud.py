@@ -28,6 +28,7 @@ class Cloud:
     def __init__(self, settings: Settings, migrate: str = "inline") -> None:
         """`migrate`: "inline", "subprocess" (keeps Alembic out of a long-lived server) or
         "no"."""
+        from picocloud.compute.policies import DEFAULT_RULES as COMPUTE_RULES
         from picocloud.identity.authn import Authenticator
         from picocloud.identity.policies import DEFAULT_RULES as IDENTITY_RULES
         from picocloud.image.datastore import FilesystemStore
@@ -42,7 +43,7 @@ class Cloud:
             database.upgrade_in_subprocess(settings.db_url)
         self.sessions = database.make_sessionmaker(self.engine)
         self._install_write_tracking()
-        self.policy = Enforcer(IDENTITY_RULES | IMAGE_RULES, settings.policy_file)
+        self.policy = Enforcer(IDENTITY_RULES | IMAGE_RULES | COMPUTE_RULES, settings.policy_file)
         self.images = FilesystemStore(settings.data_dir / "images")
         # Identity data cached by this process is valid while `generation` is unchanged.
         self.generation = 0

@@ -83,6 +83,7 @@ class BaseCtx:
     request_id: str
     auth: AuthContext | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    version: tuple[int, int] = (0, 0)  # the request's microversion, where the service has them
     _authorized: bool = False
 
     @property
@@ -172,10 +173,12 @@ class Service:
         prefix: str,
         routes: Iterable[Route],
         render_error: Callable[[ApiError], Any],
+        prepare: Callable[[BaseCtx], None] | None = None,
     ) -> None:
         self.prefix = prefix
         self.routes = list(routes)
         self.render_error = render_error
+        self.prepare = prepare  # per request, before auth: e.g. microversion negotiation
 
     def mount(self, cloud: Cloud) -> list[BaseRoute]:
         """Starlette routes with full paths (so the bare prefix itself can be a route)."""
@@ -191,8 +194,10 @@ class Service:
             for path, methods in by_path.items()
         ]
 
-    def error_response(self, cloud: Cloud, exc: ApiError, request_id: str) -> Response:
-        headers = dict(exc.headers)
+    def error_response(
+        self, cloud: Cloud, exc: ApiError, request_id: str, ctx: BaseCtx | None = None
+    ) -> Response:
+        headers = {**(ctx.extra_headers if ctx else {}), **exc.headers}
         if exc.status == 401 and "WWW-Authenticate" not in headers:
             headers["WWW-Authenticate"] = f'Keystone uri="{cloud.settings.base_url}/identity"'
         return json_response(self.render_error(exc), exc.status, headers)
@@ -274,13 +279,15 @@ async def _run_stream(cloud: Cloud, service: Service, route: Route, request: Req
         request_id=request_id,
     )
     try:
+        if service.prepare is not None:
+            service.prepare(ctx)
         ctx.auth = await ctx.call(lambda db: _authenticate(cloud, route, request, db))
         response: Response = await route.handler(ctx)
         if route.rule is not None and not ctx._authorized:
             raise RuntimeError(f"handler for {route.path} did not check policy {route.rule}")
         return response
     except ApiError as exc:
-        return service.error_response(cloud, exc, request_id)
+        return service.error_response(cloud, exc, request_id, ctx)
     except Exception:
         logging.getLogger("picocloud").exception("unhandled error in %s", route.path)
         return service.error_response(
@@ -304,6 +311,8 @@ def _run(cloud: Cloud, service: Service, route: Route, request: Request, body: A
             request_id=request_id,
         )
         try:
+            if service.prepare is not None:
+                service.prepare(ctx)
             ctx.auth = _authenticate(cloud, route, request, db)
             result = route.handler(ctx)
             if route.rule is not None and not ctx._authorized:
@@ -311,7 +320,7 @@ def _run(cloud: Cloud, service: Service, route: Route, request: Request, body: A
             db.commit()
         except ApiError as exc:
             db.rollback()
-            return service.error_response(cloud, exc, request_id)
+            return service.error_response(cloud, exc, request_id, ctx)
         except Exception:
             db.rollback()
             logging.getLogger("picocloud").exception("unhandled error in %s", route.path)

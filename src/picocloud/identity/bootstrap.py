@@ -35,6 +35,7 @@ IMPLIED = (("admin", "member"), ("member", "reader"))
 SERVICES: list[tuple[str, str, str]] = [
     ("identity", "keystone", "/identity"),
     ("image", "glance", "/image"),
+    ("compute", "nova", "/compute/v2.1"),
 ]
 
 
