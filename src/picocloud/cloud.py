@@ -6,14 +6,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from picocloud import db as database
+from picocloud.errors import Conflict
 from picocloud.policy import Enforcer
 from picocloud.settings import Settings
+
+if TYPE_CHECKING:
+    from picocloud.compute.agent import HostAgent
+    from picocloud.compute.models import Server
+    from picocloud.compute.virt.base import Hypervisor
 
 IDENTITY_PREFIX = "identity_"
 
@@ -31,8 +37,8 @@ class Cloud:
         from picocloud.compute.policies import DEFAULT_RULES as COMPUTE_RULES
         from picocloud.identity.authn import Authenticator
         from picocloud.identity.policies import DEFAULT_RULES as IDENTITY_RULES
-        from picocloud.image.datastore import FilesystemStore
         from picocloud.image.policies import DEFAULT_RULES as IMAGE_RULES
+        from picocloud.image.stores import ImageStores
 
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -44,13 +50,43 @@ class Cloud:
         self.sessions = database.make_sessionmaker(self.engine)
         self._install_write_tracking()
         self.policy = Enforcer(IDENTITY_RULES | IMAGE_RULES | COMPUTE_RULES, settings.policy_file)
-        self.images = FilesystemStore(settings.data_dir / "images")
+        self.images = ImageStores.from_settings(settings)
         # Identity data cached by this process is valid while `generation` is unchanged.
         self.generation = 0
         self._db_generation = -1
         self._generation_checked = 0.0
         self._generation_lock = threading.Lock()
         self.tokens = Authenticator(self)
+        self.agents: list[HostAgent] = []
+
+    # -- host agents -----------------------------------------------------------------------
+    def start_agent(self, driver: Hypervisor | None = None) -> HostAgent:
+        """Run this host's agent in-process (all-in-one) with the configured driver."""
+        from picocloud.compute.agent import HostAgent
+        from picocloud.compute.virt.base import DRIVERS
+
+        if driver is None:
+            import picocloud.compute.virt.drivers  # noqa: F401  (registers the drivers)
+
+            compute_dir = self.settings.data_dir / "compute"
+            driver = DRIVERS[self.settings.compute_driver](
+                state_dir=compute_dir / "guests", image_cache_dir=compute_dir / "base"
+            )
+        agent = HostAgent(self, driver)
+        agent.start()
+        self.agents.append(agent)
+        return agent
+
+    def wake_agents(self) -> None:
+        for agent in self.agents:
+            agent.wake.set()
+
+    def console_log(self, server: Server, length: int | None) -> str:
+        for agent in self.agents:
+            if agent.host == server.host:
+                return agent.console_log(server.id, length)
+        raise Conflict(f"The console of server {server.id} is on host {server.host}, which "
+                       "this controller does not run.")
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -108,4 +144,7 @@ class Cloud:
         return self.generation
 
     def close(self) -> None:
+        for agent in self.agents:
+            agent.stop()
+        self.agents.clear()
         self.engine.dispose()

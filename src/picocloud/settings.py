@@ -35,6 +35,20 @@ class Settings:
     image_max_virtual_size: int = 1 << 40  # largest disk an uploaded image may describe
     image_quota_bytes: int = 0  # image bytes per project; 0 means unlimited
     image_builtin_tiny: bool = True  # build and register the `tiny` guest image at first start
+    compute_driver: str = "qemu"  # hypervisor driver of this host's agent ("fake": tests only)
+    compute_host: str = ""  # this host's name; empty means the machine's hostname
+    cpu_allocation_ratio: float = 4.0  # vCPUs per host CPU the scheduler may hand out
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    reserved_host_memory_mb: int = 512
+    scheduler_weigher: str = "spread"  # "spread" (most free RAM first) or "fill" (stack)
+    graceful_shutdown_timeout: float = 30.0  # seconds an ACPI power-off may take
+    # Image stores as "id:path,id:path" (relative paths are under data_dir; the first is the
+    # default); empty means one store `local` at data_dir/images.
+    image_stores: str = ""
+    # Hosts web-download may fetch from: `public` (globally routable addresses), host names,
+    # `.domain` suffixes, IP addresses, CIDR networks; empty turns web-download off.
+    image_import_allowed_hosts: str = "public"
 
     @property
     def db_url(self) -> str:
@@ -67,6 +81,8 @@ def _coerce(name: str, raw: Any) -> Any:
         return raw if isinstance(raw, bool) else str(raw).lower() in _BOOL_TRUE
     if kind in ("Path",):
         return Path(raw).expanduser()
+    if isinstance(raw, list):  # a TOML list for a comma-separated setting
+        return ",".join(str(item) for item in raw)
     return str(raw)
 
 

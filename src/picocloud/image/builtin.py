@@ -13,7 +13,7 @@ from sqlalchemy import select
 from picocloud.cloud import Cloud
 from picocloud.identity.models import Project
 from picocloud.identity.service import DEFAULT_DOMAIN
-from picocloud.image.data import CHUNK, inspect
+from picocloud.image.hostfiles import copy_into_store
 from picocloud.image.models import Image
 from picocloud.image.service import utcnow
 
@@ -40,16 +40,7 @@ def registered(cloud: Cloud) -> Image | None:
 def register_file(cloud: Cloud, source: Path) -> Image:
     """Copy `source` into the image store and register it as the public `tiny` image."""
     image_id = str(uuid.uuid4())
-    upload = cloud.images.begin(image_id)
-    try:
-        with source.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                upload.write(chunk)
-        virtual_size = inspect(upload.staged_path, ("qcow2", "bare"), cloud.settings)
-        upload.commit()
-    except BaseException:
-        upload.discard()
-        raise
+    upload, virtual_size = copy_into_store(cloud, image_id, source, ("qcow2", "bare"))
     with cloud.session() as db:
         admin = db.scalars(
             select(Project).where(Project.name == "admin", Project.domain_id == DEFAULT_DOMAIN)
