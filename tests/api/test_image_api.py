@@ -87,7 +87,8 @@ def test_qcow2_with_backing_file_is_refused(api: Api, admin_token: str, tmp_path
     assert r.status_code == 400 and "backing" in r.json()["message"].lower()
     assert api.get(f"{V2}/images/{image['id']}", admin_token).json()["status"] == "queued"
     assert api.cloud.images.path(image["id"]) is None
-    assert [p for p in api.cloud.images.root.rglob("*") if p.is_file()] == []
+    images_dir = api.cloud.settings.data_dir / "images"
+    assert [p for p in images_dir.rglob("*") if p.is_file()] == []
 
 
 def test_patch_tags_protected_delete(api: Api, admin_token: str) -> None:

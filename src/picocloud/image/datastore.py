@@ -35,19 +35,13 @@ class Upload(Protocol):
 
 
 class ImageStore(Protocol):
-    """Image data by image id (future: S3, Ceph)."""
+    """Image data by image id in one place (a directory today; future: S3, Ceph)."""
 
     def begin(self, image_id: str) -> Upload: ...
 
     def path(self, image_id: str) -> Path | None: ...
 
     def delete(self, image_id: str) -> None: ...
-
-    def begin_staging(self, image_id: str) -> Upload: ...
-
-    def staging_path(self, image_id: str) -> Path | None: ...
-
-    def drop_staging(self, image_id: str) -> None: ...
 
 
 class FileUpload:
@@ -93,38 +87,26 @@ class FileUpload:
 
 
 class FilesystemStore:
-    """Image files under one directory, named by image id."""
+    """Image files under one directory, named by image id; `reserved` names are subfolders."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, reserved: tuple[str, ...] = ()) -> None:
         self.root = root
-        self.staging = root / "staging"
-        self.staging.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for folder in (root, self.staging):
-            for stale in folder.glob(".*.part"):  # an upload cut short by a crash
-                stale.unlink(missing_ok=True)
+        self.reserved = reserved
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in root.glob(".*.part"):  # an upload cut short by a crash
+            stale.unlink(missing_ok=True)
 
-    def _file(self, image_id: str, folder: Path | None = None) -> Path:
-        if "/" in image_id or image_id.startswith(".") or image_id == "staging":
+    def _file(self, image_id: str) -> Path:
+        if "/" in image_id or image_id.startswith(".") or image_id in self.reserved:
             raise ValueError(f"not an image id: {image_id!r}")
-        return (folder or self.root) / image_id
+        return self.root / image_id
 
     def begin(self, image_id: str) -> FileUpload:
         return FileUpload(self._file(image_id))
 
     def path(self, image_id: str) -> Path | None:
         f = self._file(image_id)
-        return f if f.exists() else None
+        return f if f.is_file() else None
 
     def delete(self, image_id: str) -> None:
         self._file(image_id).unlink(missing_ok=True)
-        self.drop_staging(image_id)
-
-    def begin_staging(self, image_id: str) -> FileUpload:
-        return FileUpload(self._file(image_id, self.staging))
-
-    def staging_path(self, image_id: str) -> Path | None:
-        f = self._file(image_id, self.staging)
-        return f if f.exists() else None
-
-    def drop_staging(self, image_id: str) -> None:
-        self._file(image_id, self.staging).unlink(missing_ok=True)
