@@ -72,7 +72,9 @@ MODULES = (
 DISK_BYTES = 128 * 1024 * 1024
 PARTITION_OFFSET = 1024 * 1024
 ROOT_LABEL = "picocloud-root"
-KERNEL_ARGS = f"root=LABEL={ROOT_LABEL} rw console=tty0 console=ttyS0"  # ttyS0 last: /dev/console
+# quiet: errors still reach the console, and a TCG boot saves ~0.5 s of CPU printing the rest.
+# The last console= becomes /dev/console, where init prints its ready marker: ttyS0.
+KERNEL_ARGS = f"root=LABEL={ROOT_LABEL} rw quiet console=tty0 console=ttyS0"
 
 EXTLINUX_CONF = f"""SERIAL 0 115200
 DEFAULT tiny

@@ -198,8 +198,9 @@ start() {
 }
 
 stop() {
+    # Daemons die at once on SIGTERM; what is left gets SIGKILL so that / can go read-only.
     kill -TERM -1 2>/dev/null
-    sleep 1
+    usleep 300000
     kill -KILL -1 2>/dev/null
     sync
     mount -o remount,ro / 2>/dev/null
