@@ -143,27 +143,3 @@ def test_list_sort_and_pagination(api: Api, admin_token: str, limit: int) -> Non
         seen += [i["name"] for i in body["images"]]
         url = body.get("next", "")
     assert seen == ["a", "b", "c"]
-
-
-def test_stage_and_glance_direct_import(api: Api, admin_token: str) -> None:
-    info = api.get(f"{V2}/info/import", admin_token).json()
-    assert info["import-methods"]["value"] == ["glance-direct"]
-    image = create(api, admin_token, name="staged", disk_format="raw", container_format="bare")
-    r = api.post(f"{V2}/images/{image['id']}/import", admin_token,
-                 json={"method": {"name": "glance-direct"}})
-    assert r.status_code == 409  # nothing staged yet
-    data = b"staged bytes" * 1000
-    r = api.request("PUT", f"{V2}/images/{image['id']}/stage", admin_token, content=data,
-                    headers=OCTETS)
-    assert r.status_code == 204
-    assert api.get(f"{V2}/images/{image['id']}", admin_token).json()["status"] == "uploading"
-    r = api.post(f"{V2}/images/{image['id']}/import", admin_token,
-                 json={"method": {"name": "web-download", "uri": "http://example.com/x"}})
-    assert r.status_code == 400
-    r = api.post(f"{V2}/images/{image['id']}/import", admin_token,
-                 json={"method": {"name": "glance-direct"}})
-    assert r.status_code == 202
-    shown = api.get(f"{V2}/images/{image['id']}", admin_token).json()
-    assert shown["status"] == "active" and shown["size"] == len(data)
-    assert api.get(f"{V2}/images/{image['id']}/file", admin_token).content == data
-    assert api.cloud.images.staging_path(image["id"]) is None

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from picocloud.errors import BadRequest, Forbidden, UnsupportedMediaType
 from picocloud.http import BaseCtx, Ctx, Reply, Route, Service
-from picocloud.image import data, listing, metadefs, schemas
+from picocloud.image import data, imports, listing, metadefs, schemas
 from picocloud.image.errors import image_not_found, render
 from picocloud.image.models import Image, ImageMember
 from picocloud.image.service import Caller, ImageService
@@ -19,7 +19,9 @@ PATCH_TYPES = (
 )
 INSPECTED_CONTAINERS = ("bare", "ami", "aki", "ari")
 CHUNK = 1 << 20
-VERSIONS = [("v2.7", "CURRENT"), *((f"v2.{n}", "SUPPORTED") for n in range(6, -1, -1))]
+# v2.8-v2.10: multiple stores, import to several stores and copy-image, delete from a store.
+VERSIONS = [("v2.10", "CURRENT"), *((f"v2.{n}", "SUPPORTED") for n in range(9, -1, -1))]
+DATA_STATUSES = ("active", "deactivated", "importing")  # statuses whose data may be in stores
 
 
 def _caller(ctx: BaseCtx) -> Caller:
@@ -34,8 +36,9 @@ def _iso(value: Any) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")  # type: ignore[no-any-return]
 
 
-def image_json(image: Image) -> dict[str, Any]:
-    return {
+def image_json(image: Image, stores: list[str] | None = None) -> dict[str, Any]:
+    """The image as Glance shows it; `stores` (ids holding its data) only when there are."""
+    body = {
         **image.properties,
         "id": image.id,
         "name": image.name,
@@ -60,6 +63,14 @@ def image_json(image: Image) -> dict[str, Any]:
         "file": f"/v2/images/{image.id}/file",
         "schema": "/v2/schemas/image",
     }
+    if stores:
+        body["stores"] = ",".join(stores)
+    return body
+
+
+def _show(ctx: Ctx, image: Image) -> dict[str, Any]:
+    held = ctx.cloud.images.holding(image.id) if image.status in DATA_STATUSES else None
+    return image_json(image, held)
 
 
 def member_json(m: ImageMember) -> dict[str, Any]:
@@ -131,7 +142,7 @@ def list_images(ctx: Ctx) -> dict[str, Any]:
     rows = listing.sort_images(rows, listing.sort_spec(ctx.query))
     shown, more = listing.page(rows, ctx.query)
     body: dict[str, Any] = {
-        "images": [image_json(i) for i in shown],
+        "images": [_show(ctx, i) for i in shown],
         "first": "/v2/images",
         "schema": "/v2/schemas/images",
     }
@@ -145,7 +156,7 @@ def list_images(ctx: Ctx) -> dict[str, Any]:
 def get_image(ctx: Ctx) -> dict[str, Any]:
     image = _svc(ctx).get(ctx.params["image_id"], _caller(ctx))
     ctx.authorize(_target(image))
-    return image_json(image)
+    return _show(ctx, image)
 
 
 def update_image(ctx: Ctx) -> dict[str, Any]:
@@ -164,7 +175,7 @@ def update_image(ctx: Ctx) -> dict[str, Any]:
         if isinstance(op, dict) and op.get("path") == "/visibility":
             if op.get("value") == "community":
                 ctx.authorize(_target(image), rule="communitize_image")
-    return image_json(svc.patch(image, ctx.body, caller))
+    return _show(ctx, svc.patch(image, ctx.body, caller))
 
 
 def delete_image(ctx: Ctx) -> Reply:
@@ -281,6 +292,7 @@ ROUTES = [
     Route("PATCH", "/v2/images/{image_id}", update_image, "modify_image"),
     Route("DELETE", "/v2/images/{image_id}", delete_image, "delete_image"),
     *data.ROUTES,
+    *imports.ROUTES,
     Route("POST", "/v2/images/{image_id}/actions/deactivate", _action("deactivated"),
           "deactivate"),
     Route("POST", "/v2/images/{image_id}/actions/reactivate", _action("active"), "reactivate"),

@@ -1,9 +1,10 @@
-"""Image data: streamed upload, staging + glance-direct import, ranged download.
+"""Image data: streamed upload (to a chosen store), staging for imports, ranged download,
+and removal from one store.
 
 Bytes are never held whole in memory: the request body is copied in 1 MiB batches to a
 staged file while size and checksums are computed; the file is inspected (its real format,
 backing files, virtual size) before it is published; a refused or failed upload leaves
-nothing behind.
+nothing behind. Imports (glance-direct, web-download, copy-image) are in `imports`.
 """
 
 from __future__ import annotations
@@ -21,19 +22,21 @@ from picocloud.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    NotFound,
     RequestTooLarge,
     UnsupportedMediaType,
 )
 from picocloud.http import BaseCtx, Ctx, Reply, Route, StreamCtx
-from picocloud.image.datastore import FileUpload
+from picocloud.image.datastore import Upload
 from picocloud.image.inspect import UnsafeImage, check_upload
 from picocloud.image.models import Image
 from picocloud.image.service import Caller, ImageService, utcnow
+from picocloud.image.stores import UnknownStore
 from picocloud.settings import Settings
 
 CHUNK = 1 << 20
 INSPECTED_CONTAINERS = ("bare", "ami", "aki", "ari")
-IMPORT_METHODS = ["glance-direct"]
+STORE_HEADER = "x-image-meta-store"
 
 
 class ImageFile(FileResponse):
@@ -68,7 +71,7 @@ def _set_status(db: Session, image_id: str, status: str) -> None:
         image.updated_at = utcnow()
 
 
-def _publish(image: Image, upload: FileUpload, virtual_size: int | None) -> None:
+def publish(image: Image, upload: Upload, virtual_size: int | None) -> None:
     image.size = upload.size
     image.checksum = upload.md5
     image.os_hash_algo = "sha512"
@@ -78,7 +81,7 @@ def _publish(image: Image, upload: FileUpload, virtual_size: int | None) -> None
     image.updated_at = utcnow()
 
 
-async def _receive(ctx: StreamCtx, upload: FileUpload, budget: int) -> None:
+async def _receive(ctx: StreamCtx, upload: Upload, budget: int) -> None:
     """Copy the request body into `upload` in 1 MiB batches, within `budget` bytes."""
     content_type = ctx.request.headers.get("content-type", "application/octet-stream")
     if content_type.split(";")[0].strip() != "application/octet-stream":
@@ -116,10 +119,16 @@ def _begin(ctx: StreamCtx, next_status: str) -> Any:
 
 
 async def upload(ctx: StreamCtx) -> Response:
-    """`PUT /v2/images/{id}/file`: queued -> saving -> active (or back to queued / killed)."""
+    """`PUT /v2/images/{id}/file`: queued -> saving -> active (or back to queued / killed);
+    into the store named by X-Image-Meta-Store, else the default store."""
     image_id = ctx.params["image_id"]
+    store_id = ctx.request.headers.get(STORE_HEADER) or None
+    try:
+        ctx.cloud.images.get(store_id or ctx.cloud.images.default)
+    except UnknownStore as exc:
+        raise BadRequest(str(exc)) from None
     disk_format, container_format, budget = await ctx.call(_begin(ctx, "saving"))
-    staged = ctx.cloud.images.begin(image_id)
+    staged = ctx.cloud.images.begin(image_id, store_id)
     try:
         await _receive(ctx, staged, budget)
         virtual_size = await anyio.to_thread.run_sync(
@@ -135,13 +144,13 @@ async def upload(ctx: StreamCtx) -> Response:
         if image is None:  # deleted while uploading
             ctx.cloud.images.delete(image_id)
         else:
-            _publish(image, staged, virtual_size)
+            publish(image, staged, virtual_size)
 
     await ctx.call(finish)
     return Response(status_code=204)
 
 
-async def _fail(ctx: StreamCtx, staged: FileUpload, exc: BaseException) -> None:
+async def _fail(ctx: StreamCtx, staged: Upload, exc: BaseException) -> None:
     """Remove the partial data; a refusal returns the image to queued, anything else kills it."""
     await anyio.to_thread.run_sync(staged.discard)
     status = "queued" if isinstance(exc, ApiError) else "killed"
@@ -163,44 +172,6 @@ async def stage(ctx: StreamCtx) -> Response:
     return Response(status_code=204)
 
 
-def import_image(ctx: Ctx) -> Reply:
-    """`POST /v2/images/{id}/import` with glance-direct: publish the staged data."""
-    svc = ImageService(ctx.db, ctx.cloud.settings)
-    image = svc.get(ctx.params["image_id"], _caller(ctx))
-    ctx.authorize(_target(image))
-    body = ctx.body if isinstance(ctx.body, dict) else {}
-    method = body.get("method")
-    name = method.get("name") if isinstance(method, dict) else None
-    if name not in IMPORT_METHODS:
-        raise BadRequest(f"Import method {name!r} is not supported; use one of "
-                         f"{', '.join(IMPORT_METHODS)}.")
-    staged_path = ctx.cloud.images.staging_path(image.id)
-    if image.status != "uploading" or staged_path is None:
-        raise Conflict(f"Image {image.id} has no staged data to import (status "
-                       f"{image.status}): stage it with PUT /v2/images/{{id}}/stage first.")
-    upload = ctx.cloud.images.begin(image.id)
-    try:
-        with staged_path.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
-                upload.write(chunk)
-        virtual_size = inspect(upload.staged_path, image, ctx.cloud.settings)
-        upload.commit()
-    except BaseException:
-        upload.discard()
-        ctx.cloud.images.drop_staging(image.id)
-        image.status = "queued"
-        ctx.db.commit()
-        raise
-    ctx.cloud.images.drop_staging(image.id)
-    _publish(image, upload, virtual_size)
-    return Reply(None, status=202)
-
-
-def import_info(ctx: Ctx) -> dict[str, Any]:
-    return {"import-methods": {"description": "Import methods available.", "type": "array",
-                               "value": IMPORT_METHODS}}
-
-
 def download(ctx: Ctx) -> Response:
     svc = ImageService(ctx.db, ctx.cloud.settings)
     caller = _caller(ctx)
@@ -209,17 +180,44 @@ def download(ctx: Ctx) -> Response:
     if image.status == "deactivated" and not caller.is_admin:
         raise Forbidden("The requested image has been deactivated. Image data download is "
                         "forbidden.")
-    path = ctx.cloud.images.path(image.id)
-    if image.status != "active" or path is None:
+    path = ctx.cloud.images.path(image.id)  # the default store's copy, else any
+    if image.status not in ("active", "deactivated") or path is None:
         return Response(status_code=204)
     return ImageFile(path, media_type="application/octet-stream",
                      headers={"Content-MD5": image.checksum or ""})
 
 
+def delete_from_store(ctx: Ctx) -> Reply:
+    """`DELETE /v2/stores/{store_id}/{image_id}`: drop one copy of an active image, never
+    the last one (delete the image for that)."""
+    images = ctx.cloud.images
+    store_id = ctx.params["store_id"]
+    image = ImageService(ctx.db, ctx.cloud.settings).get(ctx.params["image_id"], _caller(ctx))
+    ctx.authorize(_target(image))
+    try:
+        images.get(store_id)
+    except UnknownStore as exc:
+        raise Conflict(str(exc)) from None
+    ctx.db.refresh(image, with_for_update=True)
+    if image.status != "active":
+        raise Conflict(f"Image {image.id} is {image.status}: data can only be removed from a "
+                       "store while the image is active.")
+    image.updated_at = utcnow()
+    ctx.db.flush()  # holds the image row (on SQLite, the write lock) while copies are counted
+    held = images.holding(image.id)
+    if store_id not in held:
+        raise NotFound(f"Image {image.id} has no data in store {store_id}.")
+    if len(held) == 1:
+        raise Conflict(f"Store {store_id} holds the only copy of image {image.id}; delete the "
+                       "image instead.")
+    images.delete(image.id, store_id)
+    return Reply(None, status=204)
+
+
 ROUTES = [
-    Route("GET", "/v2/info/import", import_info),
     Route("PUT", "/v2/images/{image_id}/file", upload, "upload_image", stream=True),
     Route("GET", "/v2/images/{image_id}/file", download, "download_image"),
     Route("PUT", "/v2/images/{image_id}/stage", stage, "upload_image", stream=True),
-    Route("POST", "/v2/images/{image_id}/import", import_image, "upload_image"),
+    Route("DELETE", "/v2/stores/{store_id}/{image_id}", delete_from_store,
+          "delete_image_location"),
 ]

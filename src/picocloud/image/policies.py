@@ -19,6 +19,8 @@ DEFAULT_RULES: dict[str, str] = {
     "delete_image": OWNER_MEMBER,
     "upload_image": OWNER_MEMBER,
     "download_image": READER,
+    "copy_image": "role:admin",
+    "delete_image_location": "role:admin",
     "publicize_image": "role:admin",
     "communitize_image": OWNER_MEMBER,
     "deactivate": OWNER_MEMBER,

@@ -39,6 +39,8 @@ IMAGE_PROPERTIES: dict[str, Any] = {
                items={"type": "string", "maxLength": 255}),
     "min_ram": _s("integer", "Amount of ram (in MB) required to boot image."),
     "min_disk": _s("integer", "Amount of disk space (in GB) required to boot image."),
+    "stores": _s("string", "Store in which image data resides. Only present when the image "
+                 "has data; a comma-separated list of store identifiers.", readOnly=True),
     "self": _s("string", "An image self url", readOnly=True),
     "file": _s("string", "An image file url", readOnly=True),
     "schema": _s("string", "An image schema url", readOnly=True),

@@ -1,0 +1,375 @@
+"""Interoperable image import: glance-direct, web-download and copy-image, to one or more stores.
+
+`POST /v2/images/{id}/import` checks the request, marks the image (status `importing`, or
+still `active` for copy-image) and answers 202; a worker thread then gets the bytes (the
+staged file, a web download into the staging area, or an existing copy), inspects them as an
+upload is inspected, and writes them to each target store. Progress is kept where Glance
+keeps it, in the image properties `os_glance_importing_to_stores` (stores still to do) and
+`os_glance_failed_import` (stores that failed). A failed import leaves the image as it was
+(`queued` for glance-direct and web-download; the staged data is dropped) and its data in no
+store it was not in before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from picocloud.errors import ApiError, BadRequest, Conflict
+from picocloud.http import BaseCtx, Ctx, Reply, Route
+from picocloud.image.data import CHUNK, inspect, publish
+from picocloud.image.datastore import Upload
+from picocloud.image.models import Image
+from picocloud.image.service import Caller, ImageService, utcnow
+from picocloud.image.stores import ImageStores, UnknownStore
+from picocloud.image.webfetch import FetchFailed, HostPolicy, RefusedURI, fetch
+from picocloud.settings import Settings
+
+if TYPE_CHECKING:
+    from picocloud.cloud import Cloud
+
+log = logging.getLogger("picocloud.image.import")
+
+IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
+IMPORTING = "os_glance_importing_to_stores"
+FAILED = "os_glance_failed_import"
+_SLOTS = threading.BoundedSemaphore(4)  # imports running at once in this process
+BEAT = 60.0  # seconds between a worker's touches of the image while it makes progress
+STALE = timedelta(minutes=10)  # an import not heard of for this long lost its worker
+
+
+def available_methods(settings: Settings) -> list[str]:
+    web = HostPolicy(settings.image_import_allowed_hosts).enabled
+    return [m for m in IMPORT_METHODS if m != "web-download" or web]
+
+
+def _caller(ctx: BaseCtx) -> Caller:
+    return Caller(ctx.token.project_id, ctx.allowed("context_is_admin"))
+
+
+def _target(image: Image) -> dict[str, Any]:
+    return {"target": {"owner": image.owner, "visibility": image.visibility}}
+
+
+def _split(value: Any) -> list[str]:
+    return [s for s in str(value or "").split(",") if s]
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    """One accepted import, handed to a worker thread."""
+
+    image_id: str
+    method: str
+    stores: tuple[str, ...]
+    must_succeed: bool
+    disk_format: str
+    container_format: str
+    uri: str = ""
+    budget: int = 0  # bytes a web download may bring
+    expected_sha512: str | None = None  # copy-image: every copy must match the image
+
+
+def target_stores(ctx: Ctx, body: dict[str, Any], stores: ImageStores) -> list[str]:
+    """The stores an import writes to, as Glance reads them: `all_stores`, `stores`, the
+    X-Image-Meta-Store header, else the default store; 400 for a mix or an unknown store."""
+    header = ctx.request.headers.get("x-image-meta-store")
+    all_stores = body.get("all_stores", False)
+    if not isinstance(all_stores, bool):
+        raise BadRequest("Invalid input for field 'all_stores': expected a boolean")
+    if all_stores:
+        if "stores" in body or header:
+            raise BadRequest("all_stores can't be used with the x-image-meta-store header or "
+                             "the stores parameter")
+        return stores.ids
+    if "stores" in body:
+        if header:
+            raise BadRequest("The stores parameter and the x-image-meta-store header can't "
+                             "both be specified")
+        wanted = body["stores"]
+        if (not isinstance(wanted, list) or not wanted
+                or not all(isinstance(s, str) for s in wanted)):
+            raise BadRequest("Invalid input for field 'stores': expected a list of store ids")
+    else:
+        wanted = [header or stores.default]
+    for store_id in wanted:
+        try:
+            stores.get(store_id)
+        except UnknownStore as exc:
+            raise BadRequest(str(exc)) from None
+    return list(dict.fromkeys(wanted))
+
+
+def import_image(ctx: Ctx) -> Reply:
+    """`POST /v2/images/{id}/import`: accept the import (202) and start its worker."""
+    settings = ctx.cloud.settings
+    svc = ImageService(ctx.db, settings)
+    image = svc.get(ctx.params["image_id"], _caller(ctx))
+    ctx.authorize(_target(image))
+    ctx.db.refresh(image, with_for_update=True)
+    body = ctx.body if isinstance(ctx.body, dict) else {}
+    method = body.get("method")
+    name = method.get("name") if isinstance(method, dict) else None
+    methods = available_methods(settings)
+    if name not in methods:
+        raise BadRequest(f"Import method {name!r} is not supported; use one of "
+                         f"{', '.join(methods)}.")
+    assert isinstance(method, dict)
+    images = ctx.cloud.images
+    stores = target_stores(ctx, body, images)
+    must_succeed = body.get("all_stores_must_succeed", True)
+    if not isinstance(must_succeed, bool):
+        raise BadRequest("Invalid input for field 'all_stores_must_succeed': expected a boolean")
+    if image.status == "importing" or _split(image.properties.get(IMPORTING)):
+        if utcnow() - image.updated_at < STALE:
+            raise Conflict(f"Image {image.id} is already being imported to "
+                           f"{image.properties.get(IMPORTING)}; wait for it to finish.")
+        _abandon(images, image)
+    uri, budget, expected = "", 0, None
+    if name == "copy-image":
+        ctx.authorize(_target(image), rule="copy_image")
+        if image.status != "active":
+            raise Conflict(f"Only an active image can be copied (image {image.id} is "
+                           f"{image.status}).")
+        held = images.holding(image.id)
+        if body.get("all_stores"):
+            stores = [s for s in stores if s not in held]
+        elif present := [s for s in stores if s in held]:
+            raise Conflict(f"Image {image.id} is already present in store(s) "
+                           f"{', '.join(present)}.")
+        expected = image.os_hash_value
+    elif name == "glance-direct":
+        if image.status != "uploading" or images.staging_path(image.id) is None:
+            raise Conflict(f"Image {image.id} has no staged data to import (status "
+                           f"{image.status}): stage it with PUT /v2/images/{{id}}/stage first.")
+    else:
+        if image.status != "queued":
+            raise Conflict(f"web-download imports into a queued image; image {image.id} is "
+                           f"{image.status}.")
+        if image.disk_format is None or image.container_format is None:
+            raise BadRequest("Properties disk_format, container_format must be set prior to "
+                             "importing data.")
+        try:
+            uri = HostPolicy(settings.image_import_allowed_hosts).check(method.get("uri")).uri
+        except RefusedURI as exc:
+            raise BadRequest(str(exc)) from None
+        budget = settings.image_size_cap
+        if settings.image_quota_bytes:
+            budget = min(budget, settings.image_quota_bytes - svc.used_bytes(image.owner))
+    failed = [s for s in _split(image.properties.get(FAILED)) if s not in stores]
+    image.properties = {**image.properties, IMPORTING: ",".join(stores),
+                        FAILED: ",".join(failed)}
+    if name != "copy-image":
+        image.status = "importing"
+    image.updated_at = utcnow()
+    ctx.db.commit()
+    if stores:
+        start(ctx.cloud, ImportJob(image.id, name, tuple(stores), must_succeed,
+                                   image.disk_format or "", image.container_format or "",
+                                   uri, budget, expected))
+    return Reply(None, status=202)
+
+
+def _abandon(images: ImageStores, image: Image) -> None:
+    """Forget an import whose worker stopped (picocloud was stopped): as if it had failed."""
+    log.warning("image %s: import to %s abandoned (no progress since %s)", image.id,
+                image.properties.get(IMPORTING), image.updated_at)
+    lost = _split(image.properties.get(IMPORTING))
+    image.properties = {**image.properties, IMPORTING: "", FAILED: ",".join(
+        dict.fromkeys([*_split(image.properties.get(FAILED)), *lost]))}
+    if image.status == "importing":
+        image.status = "queued"
+        images.delete(image.id)  # its staged data and any copy it wrote
+
+
+def info_import(ctx: Ctx) -> dict[str, Any]:
+    return {"import-methods": {"description": "Import methods available.", "type": "array",
+                               "value": available_methods(ctx.cloud.settings)}}
+
+
+def info_stores(ctx: Ctx) -> dict[str, Any]:
+    images = ctx.cloud.images
+    stores = []
+    for info in images.infos:
+        entry: dict[str, Any] = {"id": info.id, "description": info.description}
+        if info.id == images.default:
+            entry["default"] = True
+        stores.append(entry)
+    return {"stores": stores}
+
+
+# -- the worker ---------------------------------------------------------------------------
+def start(cloud: Cloud, job: ImportJob) -> threading.Thread:
+    thread = threading.Thread(target=run, args=(cloud, job), daemon=True,
+                              name=f"image-import-{job.image_id[:8]}")
+    thread.start()
+    return thread
+
+
+def _tx(cloud: Cloud, fn: Any) -> Any:
+    with cloud.session() as db:
+        try:
+            result = fn(db)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+    cloud.after_commit(db)
+    return result
+
+
+def _locked(db: Session, image_id: str) -> Image | None:
+    image = db.get(Image, image_id)
+    if image is not None:
+        db.refresh(image, with_for_update=True)
+    return image
+
+
+def _progress(cloud: Cloud, image_id: str, store_id: str, ok: bool) -> None:
+    """One store done: out of the importing list, and into the failed list if it failed."""
+
+    def update(db: Session) -> None:
+        image = _locked(db, image_id)
+        if image is None:
+            return
+        props = dict(image.properties)
+        props[IMPORTING] = ",".join(s for s in _split(props.get(IMPORTING)) if s != store_id)
+        if not ok:
+            props[FAILED] = ",".join(dict.fromkeys([*_split(props.get(FAILED)), store_id]))
+        image.properties = props
+        image.updated_at = utcnow()
+
+    _tx(cloud, update)
+
+
+class Heartbeat:
+    """Touches the image's updated_at at most every BEAT seconds while bytes flow, which
+    tells a slow import from one whose worker is gone (see STALE)."""
+
+    def __init__(self, cloud: Cloud, image_id: str) -> None:
+        self.cloud = cloud
+        self.image_id = image_id
+        self.due = time.monotonic() + BEAT
+
+    def writer(self, upload: Upload) -> Callable[[bytes], None]:
+        def write(chunk: bytes) -> None:
+            upload.write(chunk)
+            if time.monotonic() >= self.due:
+                self.due = time.monotonic() + BEAT
+                _tx(self.cloud, self._touch)
+
+        return write
+
+    def _touch(self, db: Session) -> None:
+        image = db.get(Image, self.image_id)
+        if image is not None:
+            image.updated_at = utcnow()
+
+
+def _download(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
+    staged = cloud.images.begin_staging(job.image_id)
+    try:
+        fetch(job.uri, HostPolicy(cloud.settings.image_import_allowed_hosts),
+              beat.writer(staged), job.budget)
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+
+
+def _copy(source: Path, upload: Upload, expected_sha512: str | None, beat: Heartbeat) -> None:
+    write = beat.writer(upload)
+    try:
+        with source.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                write(chunk)
+        if expected_sha512 and upload.sha512 != expected_sha512:
+            raise OSError("the copy does not match the image's os_hash_value")
+        upload.commit()
+    except BaseException:
+        upload.discard()
+        raise
+
+
+def run(cloud: Cloud, job: ImportJob) -> None:
+    """Get the bytes, write them to each target store, then publish or roll back."""
+    images = cloud.images
+    written: list[str] = []
+    first: Upload | None = None
+    virtual_size: int | None = None
+    beat = Heartbeat(cloud, job.image_id)
+    with _SLOTS:
+        try:
+            if job.method == "web-download":
+                _download(cloud, job, beat)
+            if job.method == "copy-image":
+                source = images.path(job.image_id)
+            else:
+                source = images.staging_path(job.image_id)
+            if source is None:
+                raise FileNotFoundError("no data to import")
+            if job.method != "copy-image":
+                virtual_size = inspect(source, (job.disk_format, job.container_format),
+                                       cloud.settings)
+            expected = job.expected_sha512
+            for store_id in job.stores:
+                try:
+                    upload = images.begin(job.image_id, store_id)
+                    _copy(source, upload, expected, beat)
+                except Exception as exc:
+                    log.warning("image %s: copy to store %s failed: %s", job.image_id,
+                                store_id, exc)
+                    _progress(cloud, job.image_id, store_id, ok=False)
+                    if job.must_succeed:
+                        break
+                    continue
+                first, expected = first or upload, expected or upload.sha512
+                written.append(store_id)
+                _progress(cloud, job.image_id, store_id, ok=True)
+        except (ApiError, FetchFailed, RefusedURI, OSError) as exc:
+            log.warning("image %s: %s import failed: %s", job.image_id, job.method, exc)
+        except Exception:
+            log.exception("image %s: %s import failed", job.image_id, job.method)
+        finally:
+            if job.method != "copy-image":
+                images.drop_staging(job.image_id)
+        complete = len(written) == len(job.stores)
+        kept = written if written and (complete or not job.must_succeed) else []
+        for store_id in set(written) - set(kept):
+            images.delete(job.image_id, store_id)
+        if not _tx(cloud, lambda db: _finish(db, job, kept, first, virtual_size)):
+            images.delete(job.image_id)  # the image was deleted meanwhile
+
+
+def _finish(db: Session, job: ImportJob, kept: list[str], first: Upload | None,
+            virtual_size: int | None) -> bool:
+    image = _locked(db, job.image_id)
+    if image is None:
+        return False
+    props = dict(image.properties)
+    props[IMPORTING] = ""
+    missed = [s for s in job.stores if s not in kept]
+    props[FAILED] = ",".join(dict.fromkeys([*_split(props.get(FAILED)), *missed]))
+    image.properties = props
+    if job.method != "copy-image" and image.status == "importing":
+        if kept and first is not None:
+            publish(image, first, virtual_size)
+        else:
+            image.status = "queued"
+    image.updated_at = utcnow()
+    return True
+
+
+ROUTES = [
+    Route("GET", "/v2/info/import", info_import),
+    Route("GET", "/v2/info/stores", info_stores),
+    Route("POST", "/v2/images/{image_id}/import", import_image, "upload_image"),
+]
