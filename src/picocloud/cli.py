@@ -27,6 +27,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     from picocloud.app import build_app
     from picocloud.cloud import Cloud
+    from picocloud.compute.flavors_seed import seed_flavors
     from picocloud.identity.bootstrap import bootstrap, write_client_files
 
     settings = _settings(args)
@@ -34,8 +35,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     cloud = Cloud(settings, migrate="subprocess")
     with cloud.session() as db:
         bootstrap(db, settings)
+        seed_flavors(db)
+        db.commit()
     clouds = write_client_files(settings)
     app = build_app(cloud)
+    cloud.start_agent()
     if settings.image_builtin_tiny:
         from picocloud.image.builtin import ensure_tiny_in_background
 

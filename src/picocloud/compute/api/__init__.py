@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-
 from picocloud.compute import microversion
+from picocloud.compute.api import actions, flavors, infra, keypairs, quotas, servers, versions
 from picocloud.compute.errors import render
-from picocloud.http import Route, Service
-
-MODULES = ("versions", "flavors", "keypairs", "quotas", "infra", "servers", "actions")
+from picocloud.http import Service
 
 
 def service() -> Service:
-    routes: list[Route] = []
-    for name in MODULES:
-        try:
-            module = importlib.import_module(f"picocloud.compute.api.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"picocloud.compute.api.{name}":
-                raise
-            continue  # TODO(compute): every module lands; then import them statically
-        routes.extend(module.ROUTES)
+    routes = [
+        *versions.ROUTES, *flavors.ROUTES, *keypairs.ROUTES, *quotas.ROUTES, *infra.ROUTES,
+        *servers.ROUTES, *actions.ROUTES,
+    ]
     return Service("/compute", routes, render, prepare=microversion.negotiate)
