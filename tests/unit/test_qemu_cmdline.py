@@ -1,11 +1,12 @@
 """QEMU's command line for a guest: the accelerator choice, the sandbox, the disks and NICs, and
 that nothing a user typed reaches it. Also the host-side pieces it relies on: the base-image
-cache and the fake driver's snapshot file."""
+cache, the console log's cap and the fake driver."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import shutil
 import subprocess
 import threading
@@ -19,6 +20,7 @@ from picocloud.compute.virt.fake import FakeDriver, empty_qcow2
 from picocloud.compute.virt.imagecache import ImageCache, ImageChecksumMismatch
 from picocloud.compute.virt.qemu.cmdline import build_argv, detect_accel, qemu_opt
 from picocloud.compute.virt.qemu.layout import GuestFiles, spec_from_json, spec_to_json
+from picocloud.compute.virt.qemu.supervisor import CONSOLE_LOG_MAX, Supervisor, read_console
 
 UUID = "6f1c0b9e-3d2a-4c1b-9e8f-0a1b2c3d4e5f"
 
@@ -274,3 +276,22 @@ def test_fake_driver_follows_the_power_state_contract(tmp_path: Path) -> None:
     fake.destroy(UUID)
     with pytest.raises(GuestNotFound):
         fake.state(UUID)
+
+
+# --- the console log ---------------------------------------------------------------------
+
+
+def test_console_log_is_capped_and_keeps_the_newest_output(tmp_path: Path) -> None:
+    keeper = Supervisor(tmp_path, None)
+    keeper.log_fd = os.open(tmp_path / "console.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    line = b"x" * 99 + b"\n"
+    for i in range(3 * CONSOLE_LOG_MAX // len(line)):
+        keeper.write_console(line if i % 1000 else f"{i:099d}\n".encode())
+    keeper.write_console(b"the last words\n")
+    os.close(keeper.log_fd)
+    keeper.listener.close()
+    sizes = [(tmp_path / n).stat().st_size for n in ("console.log.0", "console.log")]
+    assert all(size <= CONSOLE_LOG_MAX for size in sizes)
+    kept = read_console(tmp_path)
+    assert len(kept) >= CONSOLE_LOG_MAX and kept.endswith(b"the last words\n")
+    assert kept.startswith(b"x") or kept[:1].isdigit()  # whole chunks, oldest dropped

@@ -14,8 +14,8 @@ The behaviour below is the contract; the QEMU driver keeps it too (tests/e2e/tes
 - suspend: RUNNING or PAUSED -> SUSPENDED; SUSPENDED unchanged; SHUTDOWN: InvalidGuestState.
 - resume: SUSPENDED -> RUNNING; RUNNING or PAUSED unchanged; SHUTDOWN: InvalidGuestState.
 - rebuild: new root disk from the spec's image, same identity -> RUNNING.
-- resize: new vcpus/memory/disks (root and ephemeral never shrink: HypervisorError);
-  the guest is left SHUTDOWN.
+- resize: new vcpus/memory/disk sizes; disks only grow (a smaller size, as a resize revert
+  asks, leaves a disk as it is); the guest is left SHUTDOWN.
 - snapshot: writes a standalone qcow2 (no backing file) to `dest`; the state is unchanged.
 - state: the power state; guests: every guest on the host with its state.
 - console_log: the serial console, each boot ending with the tiny image's ready marker
@@ -197,9 +197,12 @@ class FakeDriver:
             self._enter("resize", spec.uuid)
             guest = self._guest(spec.uuid)
             old = guest.spec
-            if spec.root_gb < old.root_gb or spec.ephemeral_gb < old.ephemeral_gb:
-                raise HypervisorError("disks cannot be resized down")
-            guest.spec = replace(spec, config_drive=old.config_drive)
+            guest.spec = replace(
+                spec,
+                root_gb=max(spec.root_gb, old.root_gb),
+                ephemeral_gb=max(spec.ephemeral_gb, old.ephemeral_gb),
+                config_drive=old.config_drive,
+            )
             guest.power = SHUTDOWN
 
     def snapshot(self, uuid: str, dest: Path) -> None:

@@ -28,6 +28,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from picocloud.compute.virt import imagecache
@@ -133,6 +134,7 @@ class QemuDriver:
         self.accel = accel or detect_accel()
         self.qemu_binary = qemu_binary
         self._version: int | None = None
+        self._last_status: dict[str, str] = {}
 
     # --- files, locks, processes -------------------------------------------------------
 
@@ -196,14 +198,20 @@ class QemuDriver:
         return lambda pid: supervisor.is_guest_qemu(pid, files.dir)
 
     def _status(self, files: GuestFiles) -> str | None:
-        """QEMU's run state, None when no QEMU runs, "unknown" when it does not answer."""
+        """QEMU's run state, or None when no QEMU runs. A QEMU too busy to answer (a boot
+        storm on a small host) keeps the state it last reported ("running" if none)."""
         if self._pid(files) is None:
             return None
         try:
             with self._qmp(files, timeout=5.0) as qmp:
-                return str(qmp.execute("query-status")["status"])
-        except HypervisorError:
-            return None if self._pid(files) is None else "unknown"
+                status = str(qmp.execute("query-status")["status"])
+        except HypervisorError as exc:
+            if self._pid(files) is None:
+                return None
+            log.warning("guest %s: QEMU does not answer (%s)", files.uuid, exc)
+            return self._last_status.get(files.uuid, "running")
+        self._last_status[files.uuid] = status
+        return status
 
     def _wait_exit(self, files: GuestFiles, timeout: float) -> bool:
         pid = self._pid(files)
@@ -390,6 +398,7 @@ class QemuDriver:
             if files.dir.exists():
                 self._remove(files)
                 log.info("guest %s: destroyed", uuid)
+            self._last_status.pop(uuid, None)
             (self.locks_dir / f"{uuid}.qmp").unlink(missing_ok=True)
             (self.locks_dir / uuid).unlink(missing_ok=True)
 
@@ -510,15 +519,16 @@ class QemuDriver:
             log.info("guest %s: rebuilt", spec.uuid)
 
     def resize(self, spec: GuestSpec) -> None:
+        """Disks only grow: a smaller size (a resize revert) keeps the disk as it is."""
         files = self._existing(spec.uuid)
         with self._locked(spec.uuid):
             old = load_spec(files)
-            if spec.root_gb < old.root_gb or spec.ephemeral_gb < old.ephemeral_gb:
-                raise HypervisorError("disks cannot be resized down")
+            spec = replace(spec, root_gb=max(spec.root_gb, old.root_gb))
             self._stop(files, self.shutdown_timeout)
             files.memory_state.unlink(missing_ok=True)
             devices.grow(files.disk, spec.root_gb * GiB)
-            if spec.ephemeral_gb > 0:
+            if spec.ephemeral_gb > 0 or files.ephemeral.exists():
+                spec = replace(spec, ephemeral_gb=max(spec.ephemeral_gb, old.ephemeral_gb))
                 if files.ephemeral.exists():
                     devices.grow(files.ephemeral, spec.ephemeral_gb * GiB)
                 else:
@@ -529,7 +539,9 @@ class QemuDriver:
             if spec.swap_mb != old.swap_mb:
                 files.swap.unlink(missing_ok=True)  # swap holds nothing to keep
                 if spec.swap_mb > 0:
-                    base = devices.formatted_base(self.images.dir, "swap", spec.swap_mb * 2**20)
+                    base = devices.formatted_base(
+                        self.images.dir, "swap", spec.swap_mb * devices.MiB
+                    )
                     devices.create_overlay(base, "raw", files.swap)
             save_spec(files, spec)
             log.info("guest %s: resized to %d vCPU, %d MiB", spec.uuid, spec.vcpus, spec.memory_mb)
@@ -571,19 +583,21 @@ class QemuDriver:
     def _adopt(self, files: GuestFiles) -> PowerState:
         """The guest's state, after finishing what a picocloud that stopped mid-way left
         (only when no operation holds the guest's lock)."""
+        status = self._status(files)
         try:
             with self._flock(self.locks_dir / files.uuid, 0):
-                status = self._status(files)
                 if status == "prelaunch":  # started but never continued
                     self._execute(files, "cont")
+                    status = "running"
                 elif status == "inmigrate":  # a resume that did not finish: state kept
                     self._hard_stop(files)
+                    status = None
                 elif status is not None:
                     files.memory_state.unlink(missing_ok=True)  # stale: the guest ran on
                     self._adopt_supervisor(files)
         except HypervisorError as exc:
             log.debug("guest %s: not adopted now: %s", files.uuid, exc)
-        return self.state(files.uuid)
+        return self._power(files, status)
 
     def console_log(self, uuid: str, length: int | None = None) -> str:
         files = self._existing(uuid)

@@ -37,6 +37,7 @@ CONSOLE_LOG_OLD = "console.log.0"
 QEMU_LOG = "qemu.log"
 QEMU_PID = "qemu.pid"
 SUPERVISOR_PID = "supervisor.pid"
+QEMU_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 
 def proc_argv(pid: int) -> list[str] | None:
@@ -145,7 +146,12 @@ class Supervisor:
         err = _open_append(self.dir / QEMU_LOG)
         try:
             self.child = subprocess.Popen(
-                self.qemu_argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, close_fds=True
+                self.qemu_argv,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                close_fds=True,
+                env=QEMU_ENV,  # nothing of picocloud's environment (secrets) reaches QEMU
             )
         finally:
             os.close(err)
