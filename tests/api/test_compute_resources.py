@@ -379,6 +379,8 @@ def test_quota_class_default_changes_every_project(api: Api, admin_token: str) -
     assert valid(classes21.update_quota_class_set, r)["quota_class_set"]["instances"] == 50
     r = api.get(f"{C}/os-quota-sets/{project_id}", member)
     assert r.json()["quota_set"]["instances"] == 50
+    fault(api.request("PUT", f"{C}/os-quota-class-sets/{'c' * 80}", admin_token,
+                      json={"quota_class_set": {"instances": 5}}), 400, "badRequest")
 
 
 def test_limits(api: Api, admin_token: str) -> None:
@@ -489,7 +491,8 @@ def test_hypervisors(api: Api, admin_token: str, host: Host) -> None:
     stats = valid(hyper21.get_hypervisor_statistics,
                   api.get(f"{C}/os-hypervisors/statistics", admin_token))
     assert stats["hypervisor_statistics"]["count"] == 1
-    fault(api.get(f"{C}/os-hypervisors/{uuid.uuid4()}", admin_token), 404, "itemNotFound")
+    for bad in (str(uuid.uuid4()), "9" * 20, "²"):
+        fault(api.get(f"{C}/os-hypervisors/{bad}", admin_token), 404, "itemNotFound")
     r = api.get(f"{C}/os-hypervisors/node/search", admin_token)
     assert valid(hyper21.list_search_hypervisors, r)["hypervisors"][0]["id"] == host.id
     fault(api.get(f"{C}/os-hypervisors/zzz/search", admin_token), 404, "itemNotFound")
@@ -577,6 +580,7 @@ def test_aggregates_and_zones(api: Api, admin_token: str, host: Host) -> None:
     valid(aggregates21.list_aggregates, api.get(A, admin_token))
     valid(aggregates21.get_aggregate, api.get(f"{A}/{agg['id']}", admin_token))
     fault(api.get(f"{A}/-1", admin_token), 404, "itemNotFound")
+    fault(api.get(f"{A}/{'9' * 20}", admin_token), 404, "itemNotFound")
     fault(api.request("DELETE", f"{A}/{agg['id']}", admin_token), 400, "badRequest")
     fault(api.post(act, admin_token, json={"remove_host": {"host": "zzz"}}), 404, "itemNotFound")
     valid(aggregates21.aggregate_add_remove_host,

@@ -12,13 +12,15 @@ from sqlalchemy.orm import Session
 
 from picocloud.compute import hosts
 from picocloud.compute.models import Aggregate, Host
+from picocloud.compute.validation import row_id
 from picocloud.errors import BadRequest, Conflict, NotFound
 
 AZ_KEY = "availability_zone"
 
 
 def get(db: Session, aggregate_id: str) -> Aggregate:
-    agg = db.get(Aggregate, int(aggregate_id)) if aggregate_id.isdigit() else None
+    number = row_id(aggregate_id)
+    agg = db.get(Aggregate, number) if number is not None else None
     if agg is None:
         raise NotFound(f"Aggregate {aggregate_id} could not be found.")
     return agg

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from picocloud.compute.models import Aggregate, Host, Server
+from picocloud.compute.validation import row_id
 from picocloud.compute.virt.base import HostInfo
 from picocloud.errors import BadRequest, Conflict, NotFound
 
@@ -124,7 +125,8 @@ def all_hosts(db: Session) -> list[Host]:
 
 def get(db: Session, host_id: str) -> Host:
     """A host by the hypervisor id of the API (an integer below 2.53)."""
-    host = db.get(Host, int(host_id)) if host_id.isdigit() else None
+    number = row_id(host_id)
+    host = db.get(Host, number) if number is not None else None
     if host is None:
         raise NotFound(f"Hypervisor with ID '{host_id}' could not be found.")
     return host
@@ -202,7 +204,7 @@ def compute_host(db: Session, host: str, binary: str) -> Host:
 
 def delete_service(db: Session, ident: str) -> None:
     """Forget a compute host (os-services DELETE); refused while servers live on it."""
-    number = int(ident) if ident.isdigit() else -1
+    number = row_id(ident) or -1
     if 1 <= number <= len(CONTROLLER_BINARIES):
         raise BadRequest(f"{CONTROLLER_BINARIES[number - 1]} runs inside picocloud itself and "
                          "cannot be deleted.")

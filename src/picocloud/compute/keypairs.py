@@ -26,6 +26,7 @@ from picocloud.errors import BadRequest, Conflict, Forbidden, NotFound
 NAME = re.compile(r"^[a-zA-Z0-9 _.@-]+$")
 TYPES = ("ssh", "x509")
 GENERATED_BITS = 2048
+MAX_PAGE = 1000  # Nova's osapi_max_limit
 
 
 def utcnow() -> datetime:
@@ -159,9 +160,7 @@ def listing(
         if db.get(Keypair, (user_id, marker)) is None:
             raise BadRequest(f"Marker {marker} could not be found.")
         query = query.where(Keypair.name > marker)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(db.scalars(query))
+    return list(db.scalars(query.limit(min(limit if limit is not None else MAX_PAGE, MAX_PAGE))))
 
 
 def remove(db: Session, user_id: str, name: str) -> None:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from picocloud.compute.errors import quota_exceeded
 from picocloud.compute.models import Keypair, QuotaLimit, Server, ServerGroup
-from picocloud.errors import Forbidden
+from picocloud.errors import BadRequest, Forbidden
 
 UNLIMITED = -1
 DEFAULTS: dict[str, int] = {
@@ -52,6 +52,7 @@ LEGACY_NETWORK: dict[str, int] = {
 RESOURCES: tuple[str, ...] = (*DEFAULTS, *LEGACY_NETWORK)
 DEFAULT_CLASS = "default"
 _CLASS_PREFIX = "class:"  # QuotaLimit.project_id of a quota class (operator defaults)
+CLASS_NAME_MAX = 64 - len(_CLASS_PREFIX)
 _LOCK_NAMESPACE = 0x70633071  # first key of PostgreSQL's two-int advisory lock space
 
 
@@ -254,6 +255,8 @@ def class_limits(db: Session, name: str) -> dict[str, int]:
 
 
 def set_class_limits(db: Session, name: str, values: Mapping[str, int]) -> None:
+    if not 1 <= len(name) <= CLASS_NAME_MAX:
+        raise BadRequest(f"Quota class names are 1-{CLASS_NAME_MAX} characters.")
     set_limits(db, _CLASS_PREFIX + name, values)
 
 

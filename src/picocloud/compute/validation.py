@@ -94,6 +94,13 @@ def name(field: str, value: Any, max_length: int = 255) -> str:
     return value
 
 
+def row_id(text: str) -> int | None:
+    """An integer id from a URL, or None when it cannot name a row (so the caller says 404)."""
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_INT:
+        return None
+    return int(text)
+
+
 def query_int(field: str, raw: str | None, minimum: int = 0) -> int | None:
     """A non-negative integer query parameter (limit, offset, minRam...), or None if absent."""
     if raw is None:
@@ -106,6 +113,9 @@ def query_int(field: str, raw: str | None, minimum: int = 0) -> int | None:
     if number < minimum:
         raise BadRequest(f"Invalid input for query parameters {field}. Value: {raw}. "
                          f"{raw} is less than the minimum of {minimum}")
+    if number > MAX_INT:
+        raise BadRequest(f"Invalid input for query parameters {field}. Value: {raw}. "
+                         f"{raw} is greater than the maximum of {MAX_INT}")
     return number
 
 
