@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ from picocloud.compute.virt.qemu.layout import (
     save_spec,
     valid_uuid,
 )
-from picocloud.compute.virt.qemu.qmp import QMPClient
+from picocloud.compute.virt.qemu.qmp import QMPClient, QMPDisconnected
 from picocloud.reverter import Reverter
 from picocloud.runner import CommandError, run
 
@@ -262,7 +263,11 @@ class QemuDriver:
             )
         except CommandError as exc:
             raise HypervisorError(f"QEMU did not start: {exc.stderr.strip()[-1000:]}") from exc
+        except subprocess.TimeoutExpired as exc:
+            self._hard_stop(files)
+            raise HypervisorError("QEMU did not start in time (the host is overloaded?)") from exc
         try:
+            self._wait_monitor(files)
             with self._qmp(files) as qmp:
                 if resume:
                     self._restore(files, qmp)
@@ -272,6 +277,28 @@ class QemuDriver:
             raise
         if resume:  # running on from it now: never restore it again over the changing disk
             files.memory_state.unlink()
+
+    def _wait_monitor(self, files: GuestFiles) -> None:
+        """Until QEMU has finished starting and answers on QMP; its own error if it died."""
+        deadline = time.monotonic() + supervisor.CONNECT_TIMEOUT
+        while True:
+            if self._pid(files) is None:
+                raise HypervisorError(f"QEMU exited while starting: {self._qemu_error(files)}")
+            try:
+                with self._qmp(files, timeout=max(1.0, deadline - time.monotonic())):
+                    return
+            except QMPDisconnected:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _qemu_error(self, files: GuestFiles) -> str:
+        try:
+            lines = files.qemu_log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        errors = [line for line in lines if "picocloud-supervisor:" not in line]
+        return " / ".join(errors[-3:]) or "no message"
 
     def _restore(self, files: GuestFiles, qmp: QMPClient) -> None:
         fd = os.open(files.memory_state, os.O_RDONLY | os.O_CLOEXEC)
@@ -432,9 +459,14 @@ class QemuDriver:
                     self._start(files, load_spec(files))
                     return
                 log.info("guest %s: ignored the power button; resetting it", uuid)
-            self._execute(files, "system_reset")
-            if self._status(files) != "running":
-                self._execute(files, "cont")
+            try:
+                self._execute(files, "system_reset")
+                if self._status(files) not in ("running", None):
+                    self._execute(files, "cont")
+            except HypervisorError:
+                if self._pid(files) is not None:
+                    raise
+                self._start(files, load_spec(files))  # it stopped just as we reset it
 
     def pause(self, uuid: str) -> None:
         files = self._existing(uuid)
