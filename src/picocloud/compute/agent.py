@@ -103,13 +103,16 @@ class HostAgent:
     def reconcile(self) -> None:
         from picocloud.compute.hosts import heartbeat
 
-        actual = self.driver.guests()
         with self.cloud.session() as db:
-            heartbeat(db, self.host)
+            if not heartbeat(db, self.host):
+                self.register()  # the host row was deleted (os-services delete): come back
             servers = db.scalars(
                 select(Server).where(Server.host == self.host, Server.deleted.is_(False))
             ).all()
             known = {s.id for s in servers}
+            # Ask the hypervisor only after reading the rows: a server read as ACTIVE was
+            # committed after its spawn finished, so its guest is in this snapshot.
+            actual = self.driver.guests()
             for server in servers:
                 with self._lock:
                     busy = server.id in self._in_flight

@@ -103,7 +103,10 @@ class ServerService:
             raise BadRequest("Invalid input for field/attribute name: a name of 1-255 "
                              "characters is required.")
         image_id = _image_ref(req)
-        flavor = self.flavor(_ref_id(req.get("flavorRef"), "flavorRef"), actor)
+        try:
+            flavor = self.flavor(_ref_id(req.get("flavorRef"), "flavorRef"), actor)
+        except NotFound as exc:
+            raise BadRequest(exc.message) from None
         image = self.image(image_id, actor)
         if image.min_ram and flavor.ram < image.min_ram:
             raise BadRequest("Flavor's memory is too small for requested image.")
