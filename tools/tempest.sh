@@ -72,6 +72,34 @@ if [[ ! -f $ws/.stestr.conf ]]; then
   "$tempest" init --workspace-path "$data_dir/tempest/workspace.yaml" "$ws"
 fi
 
+# web-download imports fetch CONF.image.http_qcow2_image: serve a small generated qcow2 (and
+# a raw file for http_image) from a loopback web server for the length of the run. The
+# picocloud under test must allow it: image_import_allowed_hosts = "public,127.0.0.1".
+http_url=''
+if [[ " $available " == *" glance "* ]]; then
+  http_dir=$ws/http
+  mkdir -p "$http_dir"
+  head -c 4096 /dev/urandom >"$http_dir/image.raw"
+  if [[ ! -f $http_dir/image.qcow2 ]] && command -v qemu-img >/dev/null; then
+    qemu-img create -q -f qcow2 "$http_dir/image.qcow2" 1M
+  fi
+  "$python" -u -m http.server 0 --bind 127.0.0.1 --directory "$http_dir" \
+    >"$ws/http.log" 2>&1 &
+  http_pid=$!
+  trap 'kill "$http_pid" 2>/dev/null || true' EXIT
+  for _ in $(seq 50); do
+    port=$(sed -n 's/^Serving HTTP on .* port \([0-9][0-9]*\).*/\1/p' "$ws/http.log")
+    if [[ -n $port ]]; then http_url=http://127.0.0.1:$port; break; fi
+    sleep 0.1
+  done
+  if [[ -n $http_url ]]; then
+    echo "web-download source: $http_url/image.qcow2 (picocloud must allow 127.0.0.1" \
+      "in image_import_allowed_hosts)"
+  else
+    echo "no loopback web server for web-download (see $ws/http.log)" >&2
+  fi
+fi
+
 on() { [[ " $available " == *" $1 "* ]] && echo true || echo false; }
 opt() { [[ -n ${2:-} ]] && echo "$1 = $2"; return 0; }
 {
@@ -124,10 +152,15 @@ EOF
   opt max_microversion "${TEMPEST_COMPUTE_MAX_MICROVERSION:-}"
   printf '\n[volume]\ncatalog_type = block-storage\n'
   opt max_microversion "${TEMPEST_VOLUME_MAX_MICROVERSION:-}"
-  # picocloud inspects uploaded bytes: Tempest's list tests upload random bytes, which are
-  # honestly raw, so offer only formats whose content may be raw; no image import yet.
-  printf '\n[image]\ncontainer_formats = bare,ami,ari,aki\ndisk_formats = raw,ami,ari,aki\n'
-  printf '\n[image-feature-enabled]\nimport_image = false\nimage_format_enforcement = false\n'
+  # picocloud inspects uploaded bytes. Tempest's list tests upload random bytes (honestly
+  # raw) as the first six (container, disk) format pairs, so the first six disk formats may
+  # hold raw bytes (repeats included); qcow2 comes after them, for the web-download import
+  # of a real qcow2.
+  printf '\n[image]\ncontainer_formats = bare,ami,ari,aki\n'
+  printf 'disk_formats = raw,ami,ari,aki,raw,ami,qcow2\n'
+  opt http_image "${http_url:+$http_url/image.raw}"
+  opt http_qcow2_image "${http_url:+$http_url/image.qcow2}"
+  printf '\n[image-feature-enabled]\nimport_image = true\nimage_format_enforcement = false\n'
   printf '\n[network]\n'
   opt public_network_id "${TEMPEST_PUBLIC_NETWORK_ID:-}"
   if [[ -n ${TEMPEST_EXTRA_CONF:-} ]]; then echo; cat "$TEMPEST_EXTRA_CONF"; fi
