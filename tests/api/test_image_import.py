@@ -4,6 +4,7 @@ from loopback, where a test web server runs."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import threading
@@ -53,10 +54,8 @@ class Web:
                 for key, value in {"Content-Length": str(len(data)), **headers}.items():
                     self.send_header(key, value)
                 self.end_headers()
-                try:
+                with contextlib.suppress(ConnectionError):  # the importer stopped reading
                     self.wfile.write(data)
-                except ConnectionError:  # the importer stopped reading (too big)
-                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass
