@@ -339,3 +339,37 @@ def test_all_stores_must_succeed(api: Api, admin_token: str, must_succeed: bool,
     else:
         assert shown["status"] == "active" and shown["stores"] == "local"
         assert shown["os_glance_failed_import"] == "fast"
+
+
+def test_an_import_whose_worker_died_is_abandoned_after_a_while(api: Api,
+                                                                  admin_token: str) -> None:
+    from datetime import timedelta
+
+    from picocloud.image.models import Image
+    from picocloud.image.service import utcnow
+
+    image = create(api, admin_token, name="orphan")
+    stage(api, admin_token, image["id"], b"staged before the crash")
+
+    def crash(db: Any, minutes: int) -> None:  # what a stopped picocloud leaves behind
+        row = db.get(Image, image["id"])
+        row.status = "importing"
+        row.properties = {"os_glance_import_task": "gone", "os_glance_importing_to_stores":
+                          "local", "os_glance_failed_import": ""}
+        row.updated_at = utcnow() - timedelta(minutes=minutes)
+        db.commit()
+
+    with api.cloud.session() as db:
+        crash(db, 2)
+    assert start_import(api, admin_token, image["id"], "glance-direct").status_code == 409
+    with api.cloud.session() as db:
+        crash(db, 11)
+    r = start_import(api, admin_token, image["id"], "glance-direct")
+    assert r.status_code == 409  # abandoned: back to queued, its staged data gone with it
+    shown = show(api, admin_token, image["id"])
+    assert shown["status"] == "queued" and "os_glance_import_task" not in shown
+    assert shown["os_glance_failed_import"] == "local"
+    assert api.cloud.images.staging_path(image["id"]) is None
+    r = api.request("PUT", f"{V2}/images/{image['id']}/file", admin_token, content=b"again",
+                    headers=OCTETS)
+    assert r.status_code == 204

@@ -5,7 +5,8 @@ still `active` for copy-image) and answers 202; a worker thread then gets the by
 staged file, a web download into the staging area, or an existing copy), inspects them as an
 upload is inspected, and writes them to each target store. Progress is kept where Glance
 keeps it, in the image properties `os_glance_importing_to_stores` (stores still to do) and
-`os_glance_failed_import` (stores that failed). A failed import leaves the image as it was
+`os_glance_failed_import` (stores that failed); `os_glance_import_task` names the running
+import, the lock that refuses a second one. A failed import leaves the image as it was
 (`queued` for glance-direct and web-download; the staged data is dropped) and its data in no
 store it was not in before.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +43,7 @@ log = logging.getLogger("picocloud.image.import")
 IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
 IMPORTING = "os_glance_importing_to_stores"
 FAILED = "os_glance_failed_import"
+TASK = "os_glance_import_task"
 _SLOTS = threading.BoundedSemaphore(4)  # imports running at once in this process
 BEAT = 60.0  # seconds between a worker's touches of the image while it makes progress
 STALE = timedelta(minutes=10)  # an import not heard of for this long lost its worker
@@ -68,6 +71,7 @@ class ImportJob:
     """One accepted import, handed to a worker thread."""
 
     image_id: str
+    task_id: str
     method: str
     stores: tuple[str, ...]
     must_succeed: bool
@@ -114,7 +118,6 @@ def import_image(ctx: Ctx) -> Reply:
     svc = ImageService(ctx.db, settings)
     image = svc.get(ctx.params["image_id"], _caller(ctx))
     ctx.authorize(_target(image))
-    ctx.db.refresh(image, with_for_update=True)
     body = ctx.body if isinstance(ctx.body, dict) else {}
     method = body.get("method")
     name = method.get("name") if isinstance(method, dict) else None
@@ -128,14 +131,23 @@ def import_image(ctx: Ctx) -> Reply:
     must_succeed = body.get("all_stores_must_succeed", True)
     if not isinstance(must_succeed, bool):
         raise BadRequest("Invalid input for field 'all_stores_must_succeed': expected a boolean")
-    if image.status == "importing" or _split(image.properties.get(IMPORTING)):
+    uri, budget, expected = "", 0, None
+    if name == "copy-image":
+        ctx.authorize(_target(image), rule="copy_image")
+    elif name == "web-download":  # before the row lock: this resolves the host name
+        try:
+            uri = HostPolicy(settings.image_import_allowed_hosts).check(method.get("uri")).uri
+        except RefusedURI as exc:
+            raise BadRequest(str(exc)) from None
+    ctx.db.refresh(image, with_for_update=True)
+    if image.properties.get(TASK) or image.status == "importing":
         if utcnow() - image.updated_at < STALE:
             raise Conflict(f"Image {image.id} is already being imported to "
                            f"{image.properties.get(IMPORTING)}; wait for it to finish.")
         _abandon(images, image)
-    uri, budget, expected = "", 0, None
+        ctx.db.commit()  # whatever this request decides next, the dead import is gone
+        ctx.db.refresh(image, with_for_update=True)
     if name == "copy-image":
-        ctx.authorize(_target(image), rule="copy_image")
         if image.status != "active":
             raise Conflict(f"Only an active image can be copied (image {image.id} is "
                            f"{image.status}).")
@@ -157,22 +169,20 @@ def import_image(ctx: Ctx) -> Reply:
         if image.disk_format is None or image.container_format is None:
             raise BadRequest("Properties disk_format, container_format must be set prior to "
                              "importing data.")
-        try:
-            uri = HostPolicy(settings.image_import_allowed_hosts).check(method.get("uri")).uri
-        except RefusedURI as exc:
-            raise BadRequest(str(exc)) from None
         budget = settings.image_size_cap
         if settings.image_quota_bytes:
             budget = min(budget, settings.image_quota_bytes - svc.used_bytes(image.owner))
-    failed = [s for s in _split(image.properties.get(FAILED)) if s not in stores]
-    image.properties = {**image.properties, IMPORTING: ",".join(stores),
-                        FAILED: ",".join(failed)}
+    task_id = str(uuid.uuid4()) if stores else ""
+    props = {**image.properties, IMPORTING: ",".join(stores), FAILED: ",".join(
+        s for s in _split(image.properties.get(FAILED)) if s not in stores)}
+    props.pop(TASK, None)
+    image.properties = {**props, TASK: task_id} if task_id else props
     if name != "copy-image":
         image.status = "importing"
     image.updated_at = utcnow()
     ctx.db.commit()
-    if stores:
-        start(ctx.cloud, ImportJob(image.id, name, tuple(stores), must_succeed,
+    if task_id:
+        start(ctx.cloud, ImportJob(image.id, task_id, name, tuple(stores), must_succeed,
                                    image.disk_format or "", image.container_format or "",
                                    uri, budget, expected))
     return Reply(None, status=202)
@@ -183,8 +193,10 @@ def _abandon(images: ImageStores, image: Image) -> None:
     log.warning("image %s: import to %s abandoned (no progress since %s)", image.id,
                 image.properties.get(IMPORTING), image.updated_at)
     lost = _split(image.properties.get(IMPORTING))
-    image.properties = {**image.properties, IMPORTING: "", FAILED: ",".join(
+    props = {**image.properties, IMPORTING: "", FAILED: ",".join(
         dict.fromkeys([*_split(image.properties.get(FAILED)), *lost]))}
+    props.pop(TASK, None)
+    image.properties = props
     if image.status == "importing":
         image.status = "queued"
         images.delete(image.id)  # its staged data and any copy it wrote
@@ -226,18 +238,20 @@ def _tx(cloud: Cloud, fn: Any) -> Any:
     return result
 
 
-def _locked(db: Session, image_id: str) -> Image | None:
-    image = db.get(Image, image_id)
-    if image is not None:
-        db.refresh(image, with_for_update=True)
-    return image
+def _mine(db: Session, job: ImportJob) -> Image | None:
+    """The image, locked, while `job` is still its import (not deleted, not abandoned)."""
+    image = db.get(Image, job.image_id)
+    if image is None:
+        return None
+    db.refresh(image, with_for_update=True)
+    return image if image.properties.get(TASK) == job.task_id else None
 
 
-def _progress(cloud: Cloud, image_id: str, store_id: str, ok: bool) -> None:
+def _progress(cloud: Cloud, job: ImportJob, store_id: str, ok: bool) -> None:
     """One store done: out of the importing list, and into the failed list if it failed."""
 
     def update(db: Session) -> None:
-        image = _locked(db, image_id)
+        image = _mine(db, job)
         if image is None:
             return
         props = dict(image.properties)
@@ -251,25 +265,28 @@ def _progress(cloud: Cloud, image_id: str, store_id: str, ok: bool) -> None:
 
 
 class Heartbeat:
-    """Touches the image's updated_at at most every BEAT seconds while bytes flow, which
-    tells a slow import from one whose worker is gone (see STALE)."""
+    """Touches the image's updated_at at most every BEAT seconds while the import waits for
+    a slot or bytes flow, which tells a slow import from one whose worker is gone (STALE)."""
 
-    def __init__(self, cloud: Cloud, image_id: str) -> None:
+    def __init__(self, cloud: Cloud, job: ImportJob) -> None:
         self.cloud = cloud
-        self.image_id = image_id
+        self.job = job
         self.due = time.monotonic() + BEAT
+
+    def __call__(self, now: bool = False) -> None:
+        if now or time.monotonic() >= self.due:
+            self.due = time.monotonic() + BEAT
+            _tx(self.cloud, self._touch)
 
     def writer(self, upload: Upload) -> Callable[[bytes], None]:
         def write(chunk: bytes) -> None:
             upload.write(chunk)
-            if time.monotonic() >= self.due:
-                self.due = time.monotonic() + BEAT
-                _tx(self.cloud, self._touch)
+            self()
 
         return write
 
     def _touch(self, db: Session) -> None:
-        image = db.get(Image, self.image_id)
+        image = _mine(db, self.job)
         if image is not None:
             image.updated_at = utcnow()
 
@@ -300,61 +317,75 @@ def _copy(source: Path, upload: Upload, expected_sha512: str | None, beat: Heart
 
 
 def run(cloud: Cloud, job: ImportJob) -> None:
+    """Wait for a slot, then import; nothing escapes (this is a thread's whole life)."""
+    beat = Heartbeat(cloud, job)
+    try:
+        while not _SLOTS.acquire(timeout=BEAT):
+            beat(now=True)
+        try:
+            _run(cloud, job, beat)
+        finally:
+            _SLOTS.release()
+    except Exception:
+        log.exception("image %s: %s import broke", job.image_id, job.method)
+
+
+def _run(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
     """Get the bytes, write them to each target store, then publish or roll back."""
     images = cloud.images
     written: list[str] = []
     first: Upload | None = None
     virtual_size: int | None = None
-    beat = Heartbeat(cloud, job.image_id)
-    with _SLOTS:
-        try:
-            if job.method == "web-download":
-                _download(cloud, job, beat)
-            if job.method == "copy-image":
-                source = images.path(job.image_id)
-            else:
-                source = images.staging_path(job.image_id)
-            if source is None:
-                raise FileNotFoundError("no data to import")
-            if job.method != "copy-image":
-                virtual_size = inspect(source, (job.disk_format, job.container_format),
-                                       cloud.settings)
-            expected = job.expected_sha512
-            for store_id in job.stores:
-                try:
-                    upload = images.begin(job.image_id, store_id)
-                    _copy(source, upload, expected, beat)
-                except Exception as exc:
-                    log.warning("image %s: copy to store %s failed: %s", job.image_id,
-                                store_id, exc)
-                    _progress(cloud, job.image_id, store_id, ok=False)
-                    if job.must_succeed:
-                        break
-                    continue
-                first, expected = first or upload, expected or upload.sha512
-                written.append(store_id)
-                _progress(cloud, job.image_id, store_id, ok=True)
-        except (ApiError, FetchFailed, RefusedURI, OSError) as exc:
-            log.warning("image %s: %s import failed: %s", job.image_id, job.method, exc)
-        except Exception:
-            log.exception("image %s: %s import failed", job.image_id, job.method)
-        finally:
-            if job.method != "copy-image":
-                images.drop_staging(job.image_id)
-        complete = len(written) == len(job.stores)
-        kept = written if written and (complete or not job.must_succeed) else []
+    try:
+        if job.method == "web-download":
+            _download(cloud, job, beat)
+        if job.method == "copy-image":
+            source = images.path(job.image_id)
+        else:
+            source = images.staging_path(job.image_id)
+        if source is None:
+            raise FileNotFoundError("no data to import")
+        if job.method != "copy-image":
+            virtual_size = inspect(source, (job.disk_format, job.container_format),
+                                   cloud.settings)
+        expected = job.expected_sha512
+        for store_id in job.stores:
+            try:
+                upload = images.begin(job.image_id, store_id)
+                _copy(source, upload, expected, beat)
+            except Exception as exc:
+                log.warning("image %s: copy to store %s failed: %s", job.image_id, store_id,
+                            exc)
+                _progress(cloud, job, store_id, ok=False)
+                if job.must_succeed:
+                    break
+                continue
+            first, expected = first or upload, expected or upload.sha512
+            written.append(store_id)
+            _progress(cloud, job, store_id, ok=True)
+    except (ApiError, FetchFailed, RefusedURI, OSError) as exc:
+        log.warning("image %s: %s import failed: %s", job.image_id, job.method, exc)
+    complete = len(written) == len(job.stores)
+    kept = written if written and (complete or not job.must_succeed) else []
+    # Clean up before the image can take new data; not if the import was abandoned meanwhile
+    # (the files may be a new import's by now) or the image deleted (all goes, below).
+    if _tx(cloud, lambda db: _mine(db, job) is not None):
         for store_id in set(written) - set(kept):
             images.delete(job.image_id, store_id)
-        if not _tx(cloud, lambda db: _finish(db, job, kept, first, virtual_size)):
-            images.delete(job.image_id)  # the image was deleted meanwhile
+        if job.method != "copy-image":
+            images.drop_staging(job.image_id)
+    if _tx(cloud, lambda db: _finish(db, job, kept, first, virtual_size)) == "deleted":
+        images.delete(job.image_id)
 
 
 def _finish(db: Session, job: ImportJob, kept: list[str], first: Upload | None,
-            virtual_size: int | None) -> bool:
-    image = _locked(db, job.image_id)
+            virtual_size: int | None) -> str:
+    """Record the outcome: "done", or "deleted"/"superseded" when the image moved on."""
+    image = _mine(db, job)
     if image is None:
-        return False
+        return "deleted" if db.get(Image, job.image_id) is None else "superseded"
     props = dict(image.properties)
+    props.pop(TASK, None)
     props[IMPORTING] = ""
     missed = [s for s in job.stores if s not in kept]
     props[FAILED] = ",".join(dict.fromkeys([*_split(props.get(FAILED)), *missed]))
@@ -365,7 +396,7 @@ def _finish(db: Session, job: ImportJob, kept: list[str], first: Upload | None,
         else:
             image.status = "queued"
     image.updated_at = utcnow()
-    return True
+    return "done"
 
 
 ROUTES = [
