@@ -37,7 +37,8 @@ class Settings:
     image_builtin_tiny: bool = True  # build and register the `tiny` guest image at first start
     compute_driver: str = "qemu"  # hypervisor driver of this host's agent ("fake": tests only)
     compute_host: str = ""  # this host's name; empty means the machine's hostname
-    cpu_allocation_ratio: float = 4.0  # vCPUs per host CPU the scheduler may hand out
+    cpu_allocation_ratio: float = 16.0  # vCPUs per host CPU (Nova's classic default: idle
+    # lab guests use little CPU; lower it for busy business VMs)
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0
     reserved_host_memory_mb: int = 512

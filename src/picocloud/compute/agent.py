@@ -209,7 +209,7 @@ class HostAgent:
             d.rebuild(spec)
         elif task in (states.RESIZE_PREP, states.RESIZE_REVERTING) and spec is not None:
             d.resize(spec)
-            if was_running or task == states.RESIZE_PREP:
+            if was_running:  # a stopped server stays stopped through resize and revert
                 d.power_on(server_id)
         elif task == states.IMAGE_SNAPSHOT:
             self._take_snapshot(server_id, snapshot)
@@ -229,10 +229,11 @@ class HostAgent:
                     server.task_state = None
                 else:
                     vm_state, power = DONE[task]
-                    if task == states.RESIZE_PREP and server.power_state != PowerState.RUNNING:
-                        power = PowerState.RUNNING
+                    actual = self.driver.state(server_id)
+                    if task == states.RESIZE_REVERTING and actual != PowerState.RUNNING:
+                        vm_state = states.STOPPED
                     server.vm_state, server.task_state = vm_state, None
-                    server.power_state = int(self.driver.state(server_id)) or int(power)
+                    server.power_state = int(actual) or int(power)
                     if task == states.SPAWNING:
                         server.launched_at = now
                     if task == states.RESIZE_REVERTING and server.old_flavor:

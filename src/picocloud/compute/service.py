@@ -130,6 +130,7 @@ class ServerService:
             g.get("name", "") for g in req.get("security_groups", []) if isinstance(g, dict)
         ] or ["default"]
         reservation = "r-" + secrets.token_hex(4)
+        access = {k: str(req[k]) for k in ("accessIPv4", "accessIPv6") if req.get(k)}
         with claims_lock:
             scheduler.lock_claims(self.db)
             count = self._fit_quota(quota, actor, flavor, min_count, max_count)
@@ -145,7 +146,7 @@ class ServerService:
                 server = self._new_server(
                     name if count == 1 else f"{name}-{index + 1}", image, flavor, actor,
                     key_name, key_data, metadata, user_data, bool(req.get("config_drive")), az,
-                    reservation, index, networks, security_groups,
+                    reservation, index, networks, security_groups, access,
                 )
                 try:
                     st = scheduler.select_host(hosts, request, self.settings)
@@ -188,10 +189,11 @@ class ServerService:
         self, name: str, image: Image, flavor: Flavor, actor: Actor, key_name: str | None,
         key_data: str | None, metadata: dict[str, str], user_data: str | None,
         config_drive: bool, az: str | None, reservation: str, index: int, networks: Any,
-        security_groups: list[str],
+        security_groups: list[str], access: dict[str, str],
     ) -> Server:
         now = utcnow()
         return Server(
+            access_ipv4=access.get("accessIPv4", ""), access_ipv6=access.get("accessIPv6", ""),
             id=str(uuid.uuid4()), name=name, project_id=actor.project_id,
             user_id=actor.user_id, image_id=image.id, flavor_id=flavor.id,
             flavor=flavor_snapshot(flavor), key_name=key_name, key_data=key_data,

@@ -195,7 +195,10 @@ def console_output(ctx: Ctx, server: Server, body: Any) -> dict[str, Any]:
             length = None
     if server.vm_state == states.BUILDING or server.host is None:
         raise Conflict(f"Instance {server.id} is not ready: no console yet.")
-    return {"output": ctx.cloud.console_log(server, length)}
+    output = ctx.cloud.console_log(server, None)
+    if length is not None:  # as Nova: the last `length` pieces of the text split on newlines
+        output = "\n".join(output.split("\n")[-length:]) if length else ""
+    return {"output": output}
 
 
 def force_delete(ctx: Ctx, server: Server, body: Any) -> Reply:
@@ -204,6 +207,13 @@ def force_delete(ctx: Ctx, server: Server, body: Any) -> Reply:
     )
     svc(ctx).delete(server, actor(ctx))
     return ACCEPTED
+
+
+def restore(ctx: Ctx, server: Server, body: Any) -> Reply:
+    """Servers are deleted at once (no soft delete), so there is never one to restore."""
+    ctx.authorize({"target": {"project_id": server.project_id}}, rule=f"{P}servers:delete")
+    raise Conflict(f"Cannot 'restore' instance {server.id} while it is in vm_state "
+                   f"{server.vm_state}")
 
 
 def reset_state(ctx: Ctx, server: Server, body: Any) -> Reply:
@@ -238,6 +248,7 @@ HANDLERS: dict[str, Handler] = {
     "os-getConsoleOutput": console_output,
     "forceDelete": force_delete,
     "os-resetState": reset_state,
+    "restore": restore,
 }
 
 
