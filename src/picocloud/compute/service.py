@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 import secrets
 import threading
@@ -130,7 +131,7 @@ class ServerService:
             g.get("name", "") for g in req.get("security_groups", []) if isinstance(g, dict)
         ] or ["default"]
         reservation = "r-" + secrets.token_hex(4)
-        access = {k: str(req[k]) for k in ("accessIPv4", "accessIPv6") if req.get(k)}
+        access = {k: access_ip(k, req[k]) for k in ("accessIPv4", "accessIPv6") if req.get(k)}
         with claims_lock:
             scheduler.lock_claims(self.db)
             count = self._fit_quota(quota, actor, flavor, min_count, max_count)
@@ -266,6 +267,18 @@ def mark_deleted(server: Server) -> None:
     server.deleted = True
     server.terminated_at = now
     server.updated_at = now
+
+
+def access_ip(field: str, value: Any) -> str:
+    """An accessIPv4/accessIPv6 value, validated and in canonical form ('::babe:dc0c:1602')."""
+    try:
+        ip = ipaddress.ip_address(str(value))
+    except ValueError:
+        raise BadRequest(f"Invalid input for field/attribute {field}: {value!r} is not an "
+                         "IP address.") from None
+    if ip.version != (4 if field == "accessIPv4" else 6):
+        raise BadRequest(f"Invalid input for field/attribute {field}: wrong IP version.")
+    return str(ip)
 
 
 def validate_metadata(meta: Any) -> dict[str, str]:

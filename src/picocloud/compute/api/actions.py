@@ -88,7 +88,16 @@ def rebuild(ctx: Ctx, server: Server, body: Any) -> Reply:
         server.metadata_ = validate_metadata(body["metadata"])
     ctx.db.commit()
     ctx.cloud.wake_agents()
-    return Reply({"server": server_json(ctx, server)}, status=202)
+    body = {k: v for k, v in server_json(ctx, server).items() if k in REBUILD_KEYS}
+    return Reply({"server": body}, status=202)
+
+
+# The rebuild response is Nova's basic server view, without the extension attributes.
+REBUILD_KEYS = {
+    "id", "name", "status", "image", "flavor", "user_id", "tenant_id", "created", "updated",
+    "progress", "metadata", "links", "addresses", "hostId", "OS-DCF:diskConfig", "accessIPv4",
+    "accessIPv6", "fault", "locked", "description", "tags",
+}
 
 
 def resize(ctx: Ctx, server: Server, body: Any) -> Reply:

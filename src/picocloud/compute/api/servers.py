@@ -13,7 +13,13 @@ from picocloud.compute import states
 from picocloud.compute.api.common import at_least, bookmark, links, project_target
 from picocloud.compute.models import Host, InstanceAction, Server
 from picocloud.compute.scheduler import host_is_up
-from picocloud.compute.service import Actor, ServerService, utcnow, validate_metadata
+from picocloud.compute.service import (
+    Actor,
+    ServerService,
+    access_ip,
+    utcnow,
+    validate_metadata,
+)
 from picocloud.errors import BadRequest, NotFound
 from picocloud.http import Ctx, Reply, Route
 
@@ -285,7 +291,7 @@ def update(ctx: Ctx) -> dict[str, Any]:
         server.name = name
     for key, attr in (("accessIPv4", "access_ipv4"), ("accessIPv6", "access_ipv6")):
         if key in body:
-            setattr(server, attr, str(body[key] or ""))
+            setattr(server, attr, access_ip(key, body[key]) if body[key] else "")
     server.updated_at = utcnow()
     return {"server": server_json(ctx, server)}
 
