@@ -189,7 +189,7 @@ EOF
   if [[ -n ${TEMPEST_EXTRA_CONF:-} ]]; then echo; cat "$TEMPEST_EXTRA_CONF"; fi
 } >"$ws/etc/tempest.conf"
 
-if [[ $service == compute ]]; then
+if [[ $(on nova) == true ]]; then  # what picocloud's compute offers, for any suite using it
   cat "$repo/tools/tempest/compute.conf" >>"$ws/etc/tempest.conf"
 fi
 
