@@ -66,6 +66,14 @@ mount_system() {
     mount -o remount,rw / 2>/dev/null
 }
 
+# mount_extra_disks mounts an ephemeral disk on /mnt and enables swap, found by their labels.
+mount_extra_disks() {
+    dev=$(findfs LABEL=ephemeral0 2>/dev/null) && mount "$dev" /mnt 2>/dev/null &&
+        log "ephemeral disk $dev on /mnt"
+    dev=$(findfs LABEL=swap0 2>/dev/null) && swapon "$dev" 2>/dev/null && log "swap on $dev"
+    return 0
+}
+
 # dhcp brings up eth0 and blocks until a lease (or 20 tries); no NIC means no wait at all.
 dhcp() {
     [ -e /sys/class/net/eth0 ] || return 0
@@ -179,6 +187,7 @@ start() {
     hostname -F /etc/hostname
     ip link set lo up
     load_modules
+    mount_extra_disks
     syslogd
     # The power button (QMP system_powerdown) runs /etc/acpi/PWRF/00000080, i.e. poweroff.
     setsid acpid -d </dev/null >/dev/null 2>&1 &
