@@ -280,10 +280,6 @@ def test_show_update_and_console(compute: Compute) -> None:
     fault(c.call("GET", f"/servers/{uuid.uuid4()}", c.admin), 404, "itemNotFound")
 
 
-@pytest.mark.xfail(strict=True, reason="picocloud bug: PUT /servers/{id} answers with the full "
-                   "detail view (OS-EXT-*, key_name, security_groups, config_drive...); before "
-                   "2.75 Nova answers with the basic view, and Tempest's update_server schema "
-                   "forbids the extra keys")
 def test_update_body_matches_tempest(compute: Compute) -> None:
     c = compute
     server_id = c.boot(c.admin)
@@ -357,9 +353,6 @@ def test_lock_unlock(compute: Compute) -> None:
     c.wait(token, server_id, "ACTIVE")
 
 
-@pytest.mark.xfail(strict=True, reason="picocloud bug: an owner unlocking a server an admin "
-                   "locked gets 409; Nova checks os-lock-server:unlock:unlock_override and "
-                   "answers 403")
 def test_unlock_of_an_admin_lock_is_403(compute: Compute) -> None:
     c = compute
     token, _ = c.member("locked-by-admin")
@@ -406,18 +399,12 @@ def test_resize_confirm_and_revert(compute: Compute) -> None:
     fault(same, 400, "badRequest")
 
 
-@pytest.mark.xfail(strict=True, reason="picocloud bug: resize to a flavor that does not exist "
-                   "is 404 itemNotFound; Nova answers 400 'Unable to locate requested flavor.' "
-                   "(Tempest test_resize_server_using_nonexistent_flavor expects BadRequest)")
 def test_resize_to_an_unknown_flavor_is_400(compute: Compute) -> None:
     c = compute
     server_id = c.boot(c.admin)
     fault(c.act(c.admin, server_id, "resize", {"flavorRef": "999"}), 400, "badRequest")
 
 
-@pytest.mark.xfail(strict=True, reason="picocloud bug: the agent resizes the guest to the "
-                   "server's *new* flavor on revertResize (the spec is built before the old "
-                   "flavor is restored), so the guest keeps the new vCPUs/RAM")
 def test_revert_resize_gives_the_guest_its_old_size(compute: Compute) -> None:
     c = compute
     server_id = c.boot(c.admin)
@@ -429,11 +416,6 @@ def test_revert_resize_gives_the_guest_its_old_size(compute: Compute) -> None:
     assert c.driver.guests_[server_id].spec.memory_mb == 128
 
 
-@pytest.mark.xfail(strict=True, reason="picocloud bug: a server resized while SHUTOFF reaches "
-                   "vm_state resized with its guest shut down, and the agent's next pass "
-                   "(_sync_power: resized + SHUTDOWN = 'stopped outside picocloud') makes it "
-                   "SHUTOFF, so it never shows VERIFY_RESIZE and confirmResize is 409; Nova "
-                   "keeps it VERIFY_RESIZE, then SHUTOFF after the confirm")
 def test_resize_of_a_stopped_server_keeps_it_stopped(compute: Compute) -> None:
     c = compute
     server_id = c.boot(c.admin)

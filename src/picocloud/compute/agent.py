@@ -134,7 +134,7 @@ class HostAgent:
     def _sync_power(self, server: Server, actual: PowerState) -> None:
         """Reality wins for power: a guest that stopped by itself (or whose QEMU died) is
         SHUTOFF; the recorded power state always follows the hypervisor."""
-        if server.vm_state in (states.ACTIVE, states.PAUSED, states.RESIZED) and actual in (
+        if server.vm_state in (states.ACTIVE, states.PAUSED) and actual in (
             PowerState.SHUTDOWN,
             PowerState.CRASHED,
             PowerState.NOSTATE,
@@ -182,7 +182,7 @@ class HostAgent:
         with self.cloud.session() as db:
             server = self._server(db, server_id)
             spec = (
-                self._spec(db, server)
+                self._spec(db, server, revert=task == states.RESIZE_REVERTING)
                 if task
                 in (states.SPAWNING, states.REBUILDING, states.RESIZE_PREP, states.RESIZE_REVERTING)
                 else None
@@ -293,18 +293,19 @@ class HostAgent:
             action.message = "Error"
 
     # -- building specs --------------------------------------------------------------------
-    def _spec(self, db: Session, server: Server) -> GuestSpec:
+    def _spec(self, db: Session, server: Server, revert: bool = False) -> GuestSpec:
         image = db.get(Image, server.image_id)
         if image is None or image.status != "active" or not image.checksum:
             raise RuntimeError(f"image {server.image_id} is not available")
         source = self.cloud.images.path(image.id)
         if source is None:
             raise RuntimeError(f"image {image.id} has no data")
+
         def fetch(dest: Path) -> None:
             shutil.copyfile(source, dest)
 
         base = self.images.ensure(image.checksum, fetch)
-        flavor = server.flavor
+        flavor = server.old_flavor if revert and server.old_flavor else server.flavor
         drive = None
         if server.config_drive:
             drive = ConfigDrive(

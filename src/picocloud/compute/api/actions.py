@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from picocloud.compute import states
-from picocloud.compute.api.servers import actor, server_json, svc
+from picocloud.compute.api.servers import actor, basic_view, svc
 from picocloud.compute.models import Server
 from picocloud.compute.service import flavor_snapshot, utcnow, validate_metadata
-from picocloud.errors import BadRequest, Conflict
+from picocloud.errors import BadRequest, Conflict, NotFound
 from picocloud.http import Ctx, Reply, Route
 
 P = "os_compute_api:"
@@ -64,8 +64,9 @@ def lock(ctx: Ctx, server: Server, body: Any) -> Reply:
 
 def unlock(ctx: Ctx, server: Server, body: Any) -> Reply:
     ctx.authorize({"target": {"project_id": server.project_id}}, rule=f"{P}os-lock-server:unlock")
-    if server.locked_by == "admin" and not actor(ctx).is_admin:
-        raise Conflict(f"Instance {server.id} was locked by an admin")
+    if server.locked_by == "admin":
+        ctx.authorize({"target": {"project_id": server.project_id}},
+                      rule=f"{P}os-lock-server:unlock:unlock_override")
     server.locked = False
     server.locked_by = None
     svc(ctx).record_action(server, "unlock", actor(ctx))
@@ -88,16 +89,7 @@ def rebuild(ctx: Ctx, server: Server, body: Any) -> Reply:
         server.metadata_ = validate_metadata(body["metadata"])
     ctx.db.commit()
     ctx.cloud.wake_agents()
-    body = {k: v for k, v in server_json(ctx, server).items() if k in REBUILD_KEYS}
-    return Reply({"server": body}, status=202)
-
-
-# The rebuild response is Nova's basic server view, without the extension attributes.
-REBUILD_KEYS = {
-    "id", "name", "status", "image", "flavor", "user_id", "tenant_id", "created", "updated",
-    "progress", "metadata", "links", "addresses", "hostId", "OS-DCF:diskConfig", "accessIPv4",
-    "accessIPv6", "fault", "locked", "description", "tags",
-}
+    return Reply({"server": basic_view(ctx, server)}, status=202)
 
 
 def resize(ctx: Ctx, server: Server, body: Any) -> Reply:
@@ -106,7 +98,10 @@ def resize(ctx: Ctx, server: Server, body: Any) -> Reply:
     if ref is None:
         raise BadRequest("Invalid input for field/attribute flavorRef.")
     service = svc(ctx)
-    flavor = service.flavor(str(ref).rstrip("/").rsplit("/", 1)[-1], actor(ctx))
+    try:
+        flavor = service.flavor(str(ref).rstrip("/").rsplit("/", 1)[-1], actor(ctx))
+    except NotFound:
+        raise BadRequest("Unable to locate requested flavor.") from None
     if flavor.id == server.flavor_id:
         raise BadRequest("When resizing, instances must change flavor!")
     if flavor.disk and flavor.disk < int(server.flavor["disk"]):

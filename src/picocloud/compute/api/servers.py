@@ -134,6 +134,18 @@ def server_json(ctx: Ctx, s: Server, detail: bool = True) -> dict[str, Any]:
     return body
 
 
+# Nova's basic server view (update and rebuild answer it): no extension attributes.
+BASIC_KEYS = {
+    "id", "name", "status", "image", "flavor", "user_id", "tenant_id", "created", "updated",
+    "progress", "metadata", "links", "addresses", "hostId", "OS-DCF:diskConfig", "accessIPv4",
+    "accessIPv6", "fault", "locked", "description", "tags",
+}
+
+
+def basic_view(ctx: Ctx, s: Server) -> dict[str, Any]:
+    return {k: v for k, v in server_json(ctx, s).items() if k in BASIC_KEYS}
+
+
 def _hostname(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "server"
 
@@ -293,7 +305,7 @@ def update(ctx: Ctx) -> dict[str, Any]:
         if key in body:
             setattr(server, attr, access_ip(key, body[key]) if body[key] else "")
     server.updated_at = utcnow()
-    return {"server": server_json(ctx, server)}
+    return {"server": basic_view(ctx, server)}
 
 
 def delete(ctx: Ctx) -> Reply:
