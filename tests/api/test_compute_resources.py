@@ -12,11 +12,10 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import httpx
-import jsonschema
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from nova_checks import fault, valid
 from tempest.lib.api_schema.response.compute.v2_1 import aggregates as aggregates21
 from tempest.lib.api_schema.response.compute.v2_1 import availability_zone as az21
 from tempest.lib.api_schema.response.compute.v2_1 import flavors as flavors21
@@ -36,7 +35,6 @@ from tempest.lib.api_schema.response.compute.v2_28 import hypervisors as hyper22
 from tempest.lib.api_schema.response.compute.v2_33 import hypervisors as hyper233
 from tempest.lib.api_schema.response.compute.v2_36 import limits as limits236
 from tempest.lib.api_schema.response.compute.v2_36 import quotas as quotas236
-from tempest.lib.common.jsonschema_validator import FORMAT_CHECKER, JSONSCHEMA_VALIDATOR
 
 from conftest import Api
 from picocloud.compute import hosts, quota
@@ -52,23 +50,6 @@ def mv(version: str) -> dict[str, str]:
     return {"OpenStack-API-Version": f"compute {version}"}
 
 
-def valid(schema: dict[str, Any], r: httpx.Response) -> Any:
-    """Check a response as Tempest's rest client does: status, then body against the schema."""
-    assert r.status_code in schema["status_code"], r.text
-    body_schema = schema.get("response_body")
-    if body_schema is None:
-        assert not r.content, r.text
-        return None
-    body = r.json()
-    jsonschema.validate(body, body_schema, cls=JSONSCHEMA_VALIDATOR, format_checker=FORMAT_CHECKER)
-    return body
-
-
-def fault(r: httpx.Response, status: int, name: str) -> str:
-    assert r.status_code == status, r.text
-    body = r.json()[name]
-    assert body["code"] == status
-    return str(body["message"])
 
 
 def project_token(api: Api, admin: str, name: str, role: str = "member") -> tuple[str, str, str]:

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import pytest
+from nova_checks import fault, valid
 from tempest.lib.api_schema.response.compute.v2_1 import servers as servers21
 from tempest.lib.api_schema.response.compute.v2_9 import servers as servers29
 from tempest.lib.api_schema.response.compute.v2_26 import servers as servers226
-from tempest.lib.common.jsonschema_validator import FORMAT_CHECKER, JSONSCHEMA_VALIDATOR
 
 from conftest import BACKENDS, Api, make_cloud
 from picocloud.cloud import Cloud
@@ -40,24 +39,6 @@ HOST = "node1"
 WAIT = 15.0  # seconds an agent task may take (the fake driver is instant; CI may be slow)
 
 
-def valid(schema: dict[str, Any], r: httpx.Response) -> Any:
-    """Check a response as Tempest's rest client does: status, then body against the schema."""
-    assert r.status_code in schema["status_code"], r.text
-    body_schema = schema.get("response_body")
-    if body_schema is None:
-        assert not r.content, r.text
-        return None
-    body = r.json()
-    jsonschema.validate(body, body_schema, cls=JSONSCHEMA_VALIDATOR, format_checker=FORMAT_CHECKER)
-    return body
-
-
-def fault(r: httpx.Response, status: int, name: str) -> str:
-    """The message of a Nova fault body {name: {code, message}} with this status."""
-    assert r.status_code == status, r.text
-    body = r.json()[name]
-    assert body["code"] == status
-    return str(body["message"])
 
 
 @pytest.fixture(scope="session")
