@@ -202,6 +202,18 @@ class Picocloud:
         except json.JSONDecodeError:
             return out
 
+    def run_text(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run a CLI command that has no `-f` option (e.g. `console log show`) and return what
+        it printed; a failure fails the test."""
+        proc = subprocess.run(
+            [str(OPENSTACK), *args], env=self.cli_env(env), capture_output=True, text=True,
+            timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"openstack {' '.join(args)} failed ({proc.returncode}):\n"
+                        f"{proc.stderr}{proc.stdout}")
+        return proc.stdout
+
     def fail(self, *args: str, env: dict[str, str] | None = None) -> CliFailure:
         """Run a CLI command that must fail; returns what it printed."""
         result = self.run(*args, env=env, check=False)
