@@ -122,9 +122,11 @@ def test_tour(cloud: Picocloud) -> None:
     assert {e["interface"]: e["url"] for e in identity["Endpoints"]} == dict.fromkeys(
         ("public", "internal", "admin"), f"{cloud.url}/identity")
     endpoints = cloud.run("endpoint", "list")
+    served = {"identity": "/identity", "image": "/image", "compute": "/compute/v2.1"}
     assert {(e["Service Type"], e["Interface"]) for e in endpoints} == {
-        ("identity", "public"), ("identity", "internal"), ("identity", "admin")}
+        (kind, interface) for kind in served for interface in ("public", "internal", "admin")}
     assert all(e["Enabled"] and e["Region"] == "RegionOne" for e in endpoints)
+    assert all(e["URL"] == cloud.url + served[e["Service Type"]] for e in endpoints)
 
     token = cloud.run("--os-username", "user1", "--os-password", "secretpass",
                       "--os-project-name", "ensiie", "token", "issue")
