@@ -268,6 +268,21 @@ def test_update_body_matches_tempest(compute: Compute) -> None:
     valid(servers226.update_server, update)
 
 
+def test_description_from_2_19(compute: Compute) -> None:
+    c = compute
+    server_id = c.boot(c.admin, description="lab machine")
+    v219 = {"OpenStack-API-Version": "compute 2.19"}
+    r = c.call("GET", f"/servers/{server_id}", c.admin, headers=v219)
+    assert r.json()["server"]["description"] == "lab machine"
+    r = c.call("PUT", f"/servers/{server_id}", c.admin, headers=v219,
+               json={"server": {"description": None}})
+    assert r.status_code == 200 and r.json()["server"]["description"] is None
+    r = c.call("PUT", f"/servers/{server_id}", c.admin,
+               headers={"OpenStack-API-Version": "compute 2.18"},
+               json={"server": {"description": "x"}})
+    assert r.status_code == 400
+
+
 # -- actions -----------------------------------------------------------------------------------
 def test_power_pause_suspend_round_trips(compute: Compute) -> None:
     c = compute

@@ -101,6 +101,7 @@ class Server(Base):
     security_groups: Mapped[list[str]] = mapped_column(JSON, default=list)
     server_group_id: Mapped[str | None] = mapped_column(String(36))
     fault: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)  # microversion 2.19
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)

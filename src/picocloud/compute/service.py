@@ -148,6 +148,7 @@ class ServerService:
                     name if count == 1 else f"{name}-{index + 1}", image, flavor, actor,
                     key_name, key_data, metadata, user_data, bool(req.get("config_drive")), az,
                     reservation, index, networks, security_groups, access,
+                    req.get("description"),
                 )
                 try:
                     st = scheduler.select_host(hosts, request, self.settings)
@@ -190,11 +191,12 @@ class ServerService:
         self, name: str, image: Image, flavor: Flavor, actor: Actor, key_name: str | None,
         key_data: str | None, metadata: dict[str, str], user_data: str | None,
         config_drive: bool, az: str | None, reservation: str, index: int, networks: Any,
-        security_groups: list[str], access: dict[str, str],
+        security_groups: list[str], access: dict[str, str], desc: str | None,
     ) -> Server:
         now = utcnow()
         return Server(
             access_ipv4=access.get("accessIPv4", ""), access_ipv6=access.get("accessIPv6", ""),
+            description=desc,
             id=str(uuid.uuid4()), name=name, project_id=actor.project_id,
             user_id=actor.user_id, image_id=image.id, flavor_id=flavor.id,
             flavor=flavor_snapshot(flavor), key_name=key_name, key_data=key_data,
@@ -267,6 +269,16 @@ def mark_deleted(server: Server) -> None:
     server.deleted = True
     server.terminated_at = now
     server.updated_at = now
+
+
+def description(value: Any) -> str | None:
+    """A server description (2.19): null, or at most 255 printable characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 255 or not value.isprintable():
+        raise BadRequest("Invalid input for field/attribute description: null or at most 255 "
+                         "printable characters.")
+    return value
 
 
 def access_ip(field: str, value: Any) -> str:

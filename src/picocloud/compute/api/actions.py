@@ -9,7 +9,7 @@ from typing import Any
 from picocloud.compute import states
 from picocloud.compute.api.servers import actor, basic_view, svc
 from picocloud.compute.models import Server
-from picocloud.compute.service import flavor_snapshot, utcnow, validate_metadata
+from picocloud.compute.service import description, flavor_snapshot, utcnow, validate_metadata
 from picocloud.errors import BadRequest, Conflict, NotFound
 from picocloud.http import Ctx, Reply, Route
 
@@ -87,6 +87,8 @@ def rebuild(ctx: Ctx, server: Server, body: Any) -> Reply:
         server.name = body["name"]
     if "metadata" in body:
         server.metadata_ = validate_metadata(body["metadata"])
+    if "description" in body and ctx.version >= (2, 19):
+        server.description = description(body["description"])
     ctx.db.commit()
     ctx.cloud.wake_agents()
     return Reply({"server": basic_view(ctx, server)}, status=202)

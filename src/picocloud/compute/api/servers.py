@@ -17,6 +17,7 @@ from picocloud.compute.service import (
     Actor,
     ServerService,
     access_ip,
+    description,
     utcnow,
     validate_metadata,
 )
@@ -128,7 +129,7 @@ def server_json(ctx: Ctx, s: Server, detail: bool = True) -> dict[str, Any]:
     if at_least(ctx, 16) and ctx.allowed(f"{P}servers:show:host_status", target(s)):
         body["host_status"] = _host_status(ctx, s)
     if at_least(ctx, 19):
-        body["description"] = None
+        body["description"] = s.description
     if at_least(ctx, 26):
         body["tags"] = []
     return body
@@ -176,6 +177,11 @@ def create(ctx: Ctx) -> Reply:
         raise BadRequest(
             "Invalid input for field/attribute server: 'networks' is a required property"
         )
+    if "description" in req:
+        if not at_least(ctx, 19):
+            raise BadRequest("Invalid input for field/attribute server: description needs "
+                             "microversion 2.19 or later.")
+        req["description"] = description(req["description"])
     ctx.authorize(project_target(ctx.token.project_id, ctx.token.user_id))
     servers = svc(ctx).create(req, actor(ctx))
     ctx.cloud.wake_agents()
@@ -290,7 +296,8 @@ def update(ctx: Ctx) -> dict[str, Any]:
     body = ctx.body.get("server") if isinstance(ctx.body, dict) else None
     if not isinstance(body, dict):
         raise BadRequest("Invalid input: the body needs a 'server' object.")
-    allowed = {"name", "accessIPv4", "accessIPv6"}
+    allowed = {"name", "accessIPv4", "accessIPv6"} | ({"description"} if at_least(ctx, 19)
+                                                      else set())
     unknown = set(body) - allowed
     if unknown:
         raise BadRequest(
@@ -301,6 +308,8 @@ def update(ctx: Ctx) -> dict[str, Any]:
         if not isinstance(name, str) or not name.strip() or len(name) > 255:
             raise BadRequest("Invalid input for field/attribute name.")
         server.name = name
+    if "description" in body:
+        server.description = description(body["description"])
     for key, attr in (("accessIPv4", "access_ipv4"), ("accessIPv6", "access_ipv6")):
         if key in body:
             setattr(server, attr, access_ip(key, body[key]) if body[key] else "")
