@@ -6,11 +6,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from picocloud.errors import BadRequest, Forbidden, UnsupportedMediaType
-from picocloud.http import BaseCtx, Ctx, Reply, Route, Service
+from picocloud.http import Ctx, Reply, Route, Service
 from picocloud.image import data, imports, listing, metadefs, schemas
+from picocloud.image.access import caller as _caller
+from picocloud.image.access import target as _target
 from picocloud.image.errors import image_not_found, render
 from picocloud.image.models import Image, ImageMember
-from picocloud.image.service import Caller, ImageService
+from picocloud.image.service import ImageService
 
 NO_CONTENT = Reply(None, status=204)
 PATCH_TYPES = (
@@ -23,9 +25,6 @@ CHUNK = 1 << 20
 VERSIONS = [("v2.10", "CURRENT"), *((f"v2.{n}", "SUPPORTED") for n in range(9, -1, -1))]
 DATA_STATUSES = ("active", "deactivated", "importing")  # statuses whose data may be in stores
 
-
-def _caller(ctx: BaseCtx) -> Caller:
-    return Caller(ctx.token.project_id, ctx.allowed("context_is_admin"))
 
 
 def _svc(ctx: Ctx) -> ImageService:
@@ -83,9 +82,6 @@ def member_json(m: ImageMember) -> dict[str, Any]:
         "schema": "/v2/schemas/member",
     }
 
-
-def _target(image: Image, **extra: Any) -> dict[str, Any]:
-    return {"target": {"owner": image.owner, "visibility": image.visibility, **extra}}
 
 
 # -- versions and schemas -----------------------------------------------------------------

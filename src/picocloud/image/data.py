@@ -26,11 +26,13 @@ from picocloud.errors import (
     RequestTooLarge,
     UnsupportedMediaType,
 )
-from picocloud.http import BaseCtx, Ctx, Reply, Route, StreamCtx
+from picocloud.http import Ctx, Reply, Route, StreamCtx
+from picocloud.image.access import caller as _caller
+from picocloud.image.access import target as _target
 from picocloud.image.datastore import Upload
 from picocloud.image.inspect import UnsafeImage, check_upload
 from picocloud.image.models import Image
-from picocloud.image.service import Caller, ImageService, utcnow
+from picocloud.image.service import ImageService, utcnow
 from picocloud.image.stores import UnknownStore
 from picocloud.settings import Settings
 
@@ -43,12 +45,6 @@ class ImageFile(FileResponse):
     chunk_size = CHUNK
 
 
-def _caller(ctx: BaseCtx) -> Caller:
-    return Caller(ctx.token.project_id, ctx.allowed("context_is_admin"))
-
-
-def _target(image: Image) -> dict[str, Any]:
-    return {"target": {"owner": image.owner, "visibility": image.visibility}}
 
 
 def inspect(path: Path, image: Image | tuple[str, str], settings: Settings) -> int | None:

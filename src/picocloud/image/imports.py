@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from picocloud.errors import ApiError, BadRequest, Conflict
-from picocloud.http import BaseCtx, Ctx, Reply, Route
+from picocloud.http import Ctx, Reply, Route
+from picocloud.image.access import caller as _caller
+from picocloud.image.access import target as _target
 from picocloud.image.data import CHUNK, inspect, publish
 from picocloud.image.datastore import Upload
 from picocloud.image.models import Image
-from picocloud.image.service import Caller, ImageService, utcnow
+from picocloud.image.service import ImageService, utcnow
 from picocloud.image.stores import ImageStores, UnknownStore
 from picocloud.image.webfetch import FetchFailed, HostPolicy, RefusedURI, fetch
 from picocloud.settings import Settings
@@ -54,12 +56,6 @@ def available_methods(settings: Settings) -> list[str]:
     return [m for m in IMPORT_METHODS if m != "web-download" or web]
 
 
-def _caller(ctx: BaseCtx) -> Caller:
-    return Caller(ctx.token.project_id, ctx.allowed("context_is_admin"))
-
-
-def _target(image: Image) -> dict[str, Any]:
-    return {"target": {"owner": image.owner, "visibility": image.visibility}}
 
 
 def _split(value: Any) -> list[str]:
