@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from picocloud.compute import states
 from picocloud.compute.models import InstanceAction, Server
-from picocloud.compute.service import mark_deleted, utcnow
+from picocloud.compute.service import hostname_of, mark_deleted, utcnow
 from picocloud.compute.virt.base import ConfigDrive, GuestSpec, Hypervisor, PowerState
 from picocloud.image.models import Image
 
@@ -357,7 +357,7 @@ def metadata_document(server: Server) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "uuid": server.id,
         "name": server.name,
-        "hostname": _hostname(server.name),
+        "hostname": hostname_of(server.name),
         "launch_index": server.launch_index,
         "availability_zone": server.availability_zone or "nova",
         "project_id": server.project_id,
@@ -369,8 +369,3 @@ def metadata_document(server: Server) -> dict[str, Any]:
         doc["keys"] = [{"name": server.key_name, "type": "ssh", "data": server.key_data}]
     return doc
 
-
-def _hostname(name: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "server"

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from picocloud.compute.hosts import is_up
 from picocloud.compute.models import Aggregate, Host, Server, ServerGroup
 from picocloud.settings import Settings
 
-HOST_DOWN_AFTER = timedelta(seconds=60)
 DEFAULT_AZ = "nova"
 
 
@@ -57,11 +56,6 @@ def lock_claims(db: Session) -> None:
         db.execute(text("SELECT pg_advisory_xact_lock(7427001)"))
 
 
-def host_is_up(host: Host) -> bool:
-    beat = host.heartbeat_at.replace(tzinfo=UTC)
-    return not host.forced_down and datetime.now(UTC) - beat < HOST_DOWN_AFTER
-
-
 def host_states(db: Session) -> list[HostState]:
     states = {h.name: HostState(h) for h in db.scalars(select(Host).order_by(Host.id)).all()}
     for agg in db.scalars(select(Aggregate)).all():
@@ -93,7 +87,7 @@ Filter = Callable[[HostState, Request, Settings], bool]
 
 
 def _enabled(st: HostState, req: Request, s: Settings) -> bool:
-    return not st.host.disabled and host_is_up(st.host)
+    return not st.host.disabled and is_up(st.host)
 
 
 def _az(st: HostState, req: Request, s: Settings) -> bool:

@@ -271,6 +271,11 @@ def mark_deleted(server: Server) -> None:
     server.updated_at = now
 
 
+def hostname_of(name: str) -> str:
+    """The guest hostname a display name gives (letters, digits and dashes, at most 63)."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "server"
+
+
 def description(value: Any) -> str | None:
     """A server description (2.19): null, or at most 255 printable characters."""
     if value is None:

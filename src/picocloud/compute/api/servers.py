@@ -11,13 +11,14 @@ from sqlalchemy import select
 
 from picocloud.compute import states
 from picocloud.compute.api.common import at_least, bookmark, links, project_target
+from picocloud.compute.hosts import is_up
 from picocloud.compute.models import Host, InstanceAction, Server
-from picocloud.compute.scheduler import host_is_up
 from picocloud.compute.service import (
     Actor,
     ServerService,
     access_ip,
     description,
+    hostname_of,
     utcnow,
     validate_metadata,
 )
@@ -117,7 +118,7 @@ def server_json(ctx: Ctx, s: Server, detail: bool = True) -> dict[str, Any]:
                 {
                     "OS-EXT-SRV-ATTR:reservation_id": s.reservation_id,
                     "OS-EXT-SRV-ATTR:launch_index": s.launch_index,
-                    "OS-EXT-SRV-ATTR:hostname": _hostname(s.name),
+                    "OS-EXT-SRV-ATTR:hostname": hostname_of(s.name),
                     "OS-EXT-SRV-ATTR:kernel_id": "",
                     "OS-EXT-SRV-ATTR:ramdisk_id": "",
                     "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda",
@@ -147,10 +148,6 @@ def basic_view(ctx: Ctx, s: Server) -> dict[str, Any]:
     return {k: v for k, v in server_json(ctx, s).items() if k in BASIC_KEYS}
 
 
-def _hostname(name: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "server"
-
-
 def _host_status(ctx: Ctx, s: Server) -> str:
     if not s.host:
         return ""
@@ -159,7 +156,7 @@ def _host_status(ctx: Ctx, s: Server) -> str:
         return "UNKNOWN"
     if host.disabled:
         return "MAINTENANCE"
-    return "UP" if host_is_up(host) else "DOWN"
+    return "UP" if is_up(host) else "DOWN"
 
 
 # -- create, list, show, update, delete ---------------------------------------------------

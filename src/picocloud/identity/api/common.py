@@ -23,7 +23,6 @@ def self_link(ctx: Ctx, path: str) -> dict[str, Any]:
 
 
 def collection(ctx: Ctx, key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-    url = str(ctx.request.url)
     base = ctx.cloud.settings.base_url
     path = ctx.request.url.path + (f"?{ctx.request.url.query}" if ctx.request.url.query else "")
     url = base + path
