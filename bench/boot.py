@@ -29,7 +29,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,26 +41,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from procstat import CLK_TCK, HOST, cpu_seconds, free_port, machine_cpu
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from picocloud.compute.virt.qemu.cmdline import detect_accel  # noqa: E402
 
-HOST = "127.0.0.1"
 COMPUTE = "/compute/v2.1"
 MICROVERSION = "compute 2.37"
 TINY_FLAVOR = "42"  # p1.tiny: 1 vCPU, 128 MiB, 1 GB
 MARKER = "picocloud-guest ready"
 POLL = 0.5  # seconds between polling rounds
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 MiB = 1 << 20
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # -- the cloud under test --------------------------------------------------------------------
@@ -256,19 +249,6 @@ def guest_ram_resident_kib(pid: int, ram_mib: int) -> int:
     return best_rss
 
 
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, steal) CPU-seconds of the whole machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
 
 
 class HostWatch(threading.Thread):

@@ -22,7 +22,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from procstat import HOST, cpu_seconds, free_port, machine_cpu
+
 REPO = Path(__file__).resolve().parent.parent
 PICOCLOUD = Path(sys.executable).parent / "picocloud"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 MiB = 1 << 20
 CHUNK = MiB  # client read/write size, the same as the server's
 
@@ -44,18 +43,6 @@ CHUNK = MiB  # client read/write size, the same as the server's
 # -- /proc readings --------------------------------------------------------------------------
 
 
-def process_cpu(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
 
 
 def status_bytes(pid: int, field_name: str) -> int:
@@ -91,7 +78,7 @@ class Watch:
         except OSError:  # not ours to reset: the sampled peak alone
             self._hwm_reset = False
         self.rss_before = self.rss_peak = status_bytes(self.pid, "VmRSS")
-        self._cpu0 = process_cpu(self.pid)
+        self._cpu0 = cpu_seconds(self.pid)
         self._client0 = time.process_time()
         self._machine0 = machine_cpu()
         self._t0 = time.perf_counter()
@@ -103,7 +90,7 @@ class Watch:
         self._stop.set()
         self._thread.join()
         busy1, steal1 = machine_cpu()
-        self.server_cpu = process_cpu(self.pid) - self._cpu0
+        self.server_cpu = cpu_seconds(self.pid) - self._cpu0
         self.client_cpu = time.process_time() - self._client0
         self.other_cpu = max(0.0, busy1 - self._machine0[0] - self.server_cpu - self.client_cpu)
         self.steal = steal1 - self._machine0[1]
@@ -118,11 +105,6 @@ class Watch:
 
 # -- the server ------------------------------------------------------------------------------
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

@@ -31,10 +31,10 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from procstat import HOST, cpu_times, free_port, machine_cpu
+
 REPO = Path(__file__).resolve().parent.parent
 TOKENS_PATH = "/identity/v3/auth/tokens"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- a minimal HTTP/1.1 keep-alive client ----------------------------------------------------
@@ -168,18 +168,6 @@ def client_worker(
 # -- /proc readings --------------------------------------------------------------------------
 
 
-def process_cpu(pid: int) -> tuple[float, float]:
-    """(utime, stime) of a process (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -200,12 +188,6 @@ def memory_mib(pid: int) -> dict[str, float]:
 
 # -- the server under test -------------------------------------------------------------------
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Server:
@@ -353,7 +335,7 @@ def _measure(
         failed = [out.get(timeout=5) for _ in range(out.qsize() or 1)]
         samples = "; ".join(r.error_sample for r in failed)
         raise RuntimeError(f"{name}: clients failed to start: {samples}") from None
-    user0, sys0 = process_cpu(server.pid)
+    user0, sys0 = cpu_times(server.pid)
     busy0, steal0 = machine_cpu()
     results: list[WorkerResult] = []
     give_up = time.monotonic() + seconds + 300  # a request may outlast the phase; not forever
@@ -363,7 +345,7 @@ def _measure(
         except queue.Empty:
             if time.monotonic() > give_up or not any(w.is_alive() for w in workers):
                 raise RuntimeError(f"{name}: clients stopped reporting") from None
-    user1, sys1 = process_cpu(server.pid)
+    user1, sys1 = cpu_times(server.pid)
     busy1, steal1 = machine_cpu()
     started = min(r.started for r in results)
     ended = max(r.ended for r in results)
