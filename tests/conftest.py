@@ -17,6 +17,7 @@ from picocloud.app import build_app
 from picocloud.cloud import Cloud
 from picocloud.identity.bootstrap import admin_password, bootstrap
 from picocloud.settings import Settings
+from webserver import web  # noqa: F401  (the loopback web server fixture, for every test)
 
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -73,3 +73,8 @@ class UnsupportedMediaType(ApiError):
 class NotImplementedFault(ApiError):
     status = 501
     title = "Not Implemented"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    title = "Service Unavailable"

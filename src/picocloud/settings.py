@@ -50,6 +50,10 @@ class Settings:
     # Hosts web-download may fetch from: `public` (globally routable addresses), host names,
     # `.domain` suffixes, IP addresses, CIDR networks; empty turns web-download off.
     image_import_allowed_hosts: str = "public"
+    # Glance's show_multiple_locations: image locations are shown to their owners, who may
+    # also register http(s) URLs (on hosts image_import_allowed_hosts allows) as an image's
+    # data instead of uploading it. Off by default, as in Glance (OSSN-0065).
+    image_locations: bool = False
 
     @property
     def db_url(self) -> str:

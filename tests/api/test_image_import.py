@@ -4,14 +4,12 @@ from loopback, where a test web server runs."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 
 from conftest import BACKENDS, Api, make_cloud
 from picocloud.cloud import Cloud
+from webserver import Web
 
 V2 = "/image/v2"
 OCTETS = {"Content-Type": "application/octet-stream"}
@@ -37,40 +36,6 @@ def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cloud]:
                    image_import_allowed_hosts="127.0.0.1", image_size_cap=SIZE_CAP)
     yield c
     c.close()
-
-
-class Web:
-    """A loopback web server: `routes` maps a path to (status, headers, body or callable)."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, dict[str, str], bytes | Callable[[], bytes]]] = {}
-        routes = self.routes
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, headers, body = routes.get(self.path, (404, {}, b"not here"))
-                data = body() if callable(body) else body
-                self.send_response(status)
-                for key, value in {"Content-Length": str(len(data)), **headers}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                with contextlib.suppress(ConnectionError):  # the importer stopped reading
-                    self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def web() -> Iterator[Web]:
-    server = Web()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
 
 
 def create(api: Api, token: str, **body: Any) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from picocloud.compute import states
 from picocloud.compute.models import InstanceAction, Server
 from picocloud.compute.service import hostname_of, mark_deleted, utcnow
 from picocloud.compute.virt.base import ConfigDrive, GuestSpec, Hypervisor, PowerState
+from picocloud.image import locations as image_locations
+from picocloud.image.inspect import check_upload
 from picocloud.image.models import Image
 
 if TYPE_CHECKING:
@@ -298,11 +300,19 @@ class HostAgent:
         if image is None or image.status != "active" or not image.checksum:
             raise RuntimeError(f"image {server.image_id} is not available")
         source = self.cloud.images.path(image.id)
-        if source is None:
+        web = image_locations.urls(db, image.id) if source is None else []
+        if source is None and not web:
             raise RuntimeError(f"image {image.id} has no data")
+        disk_format, max_size = image.disk_format or "", self.cloud.settings.image_max_virtual_size
 
         def fetch(dest: Path) -> None:
-            shutil.copyfile(source, dest)
+            if source is not None:  # a store's copy: inspected when it was uploaded
+                shutil.copyfile(source, dest)
+                return
+            with dest.open("wb") as f:  # a URL's bytes: inspected here, as an upload is
+                for chunk in image_locations.open_first(self.cloud, web):
+                    f.write(chunk)
+            check_upload(dest, disk_format, max_size)
 
         base = self.images.ensure(image.checksum, fetch)
         flavor = server.old_flavor if revert and server.old_flavor else server.flavor

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from picocloud.errors import BadRequest, Forbidden, UnsupportedMediaType
 from picocloud.http import Ctx, Reply, Route, Service
-from picocloud.image import data, imports, listing, metadefs, schemas
+from picocloud.image import data, imports, listing, locations, metadefs, schemas
 from picocloud.image.access import caller as _caller
 from picocloud.image.access import target as _target
 from picocloud.image.errors import image_not_found, render
@@ -68,8 +68,12 @@ def image_json(image: Image, stores: list[str] | None = None) -> dict[str, Any]:
 
 
 def _show(ctx: Ctx, image: Image) -> dict[str, Any]:
-    held = ctx.cloud.images.holding(image.id) if image.status in DATA_STATUSES else None
-    return image_json(image, held)
+    held = ctx.cloud.images.holding(image.id) if image.status in DATA_STATUSES else []
+    web = locations.urls(ctx.db, image.id)
+    body = image_json(image, [*held, locations.WEB_STORE] if web else held)
+    if locations.enabled(ctx.cloud) and ctx.allowed("get_image_location", _target(image)):
+        body["locations"] = locations.locations_json(ctx.cloud, ctx.db, image)
+    return body
 
 
 def member_json(m: ImageMember) -> dict[str, Any]:
@@ -121,7 +125,7 @@ def create_image(ctx: Ctx) -> Reply:
     if ctx.body.get("visibility") == "community":
         ctx.authorize({"target": {"owner": owner}}, rule="communitize_image")
     image = _svc(ctx).create(ctx.body, caller)
-    return Reply(image_json(image), status=201, headers={"Location": f"/v2/images/{image.id}"})
+    return Reply(_show(ctx, image), status=201, headers={"Location": f"/v2/images/{image.id}"})
 
 
 def list_images(ctx: Ctx) -> dict[str, Any]:
@@ -171,7 +175,9 @@ def update_image(ctx: Ctx) -> dict[str, Any]:
         if isinstance(op, dict) and op.get("path") == "/visibility":
             if op.get("value") == "community":
                 ctx.authorize(_target(image), rule="communitize_image")
-    return _show(ctx, svc.patch(image, ctx.body, caller))
+    on_locations = locations.LocationPatch(
+        ctx.cloud, ctx.db, image, ctx.allowed("delete_image_location", _target(image)))
+    return _show(ctx, svc.patch(image, ctx.body, caller, on_locations))
 
 
 def delete_image(ctx: Ctx) -> Reply:

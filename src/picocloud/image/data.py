@@ -15,7 +15,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from picocloud.errors import (
     ApiError,
@@ -24,9 +24,11 @@ from picocloud.errors import (
     Forbidden,
     NotFound,
     RequestTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from picocloud.http import Ctx, Reply, Route, StreamCtx
+from picocloud.image import locations
 from picocloud.image.access import caller as _caller
 from picocloud.image.access import target as _target
 from picocloud.image.datastore import Upload
@@ -34,6 +36,7 @@ from picocloud.image.inspect import UnsafeImage, check_upload
 from picocloud.image.models import Image
 from picocloud.image.service import ImageService, utcnow
 from picocloud.image.stores import UnknownStore
+from picocloud.image.webfetch import FetchFailed
 from picocloud.settings import Settings
 
 CHUNK = 1 << 20
@@ -176,11 +179,22 @@ def download(ctx: Ctx) -> Response:
     if image.status == "deactivated" and not caller.is_admin:
         raise Forbidden("The requested image has been deactivated. Image data download is "
                         "forbidden.")
-    path = ctx.cloud.images.path(image.id)  # the default store's copy, else any
-    if image.status not in ("active", "deactivated") or path is None:
+    if image.status not in ("active", "deactivated"):
         return Response(status_code=204)
-    return ImageFile(path, media_type="application/octet-stream",
-                     headers={"Content-MD5": image.checksum or ""})
+    headers = {"Content-MD5": image.checksum} if image.checksum else {}
+    path = ctx.cloud.images.path(image.id)  # the default store's copy, else any
+    if path is not None:
+        return ImageFile(path, media_type="application/octet-stream", headers=headers)
+    web = locations.urls(ctx.db, image.id)
+    if not web:
+        return Response(status_code=204)
+    try:  # the first location that answers; its bytes stream through
+        chunks = locations.open_first(ctx.cloud, web)
+    except FetchFailed as exc:
+        raise ServiceUnavailable(f"The image's data can't be read: {exc}") from None
+    if image.size is not None:
+        headers["Content-Length"] = str(image.size)
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
 
 def delete_from_store(ctx: Ctx) -> Reply:

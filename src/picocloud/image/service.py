@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,9 @@ CORE = {"name", "visibility", "protected", "os_hidden", "min_ram", "min_disk", "
         "container_format", "tags", "owner"} | READ_ONLY
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
                    r"[0-9a-fA-F]{12}$")
+
+
+LocationOp = Callable[[str, str | None, Any], None]  # (op, index or None, value)
 
 
 def utcnow() -> datetime:
@@ -170,12 +173,23 @@ class ImageService:
                 raise BadRequest(f"Invalid input for field '{key}': too long")
             image.properties = {**image.properties, key: value}
 
-    def patch(self, image: Image, ops: Any, caller: Caller) -> Image:
+    def patch(self, image: Image, ops: Any, caller: Caller,
+              locations: LocationOp | None = None) -> Image:
+        """Apply a JSON patch; `/locations` operations go to `locations` (403 without)."""
         if not isinstance(ops, list):
             raise BadRequest("Expected a JSON patch: a list of operations")
         for raw in ops:
             op = _normalize_op(raw)
             path = op.get("path")
+            if isinstance(path, str) and (path == "/locations" or
+                                          path.startswith("/locations/")):
+                if locations is None:
+                    raise Forbidden("Image locations can't be changed here.")
+                if op["op"] != "remove" and "value" not in op:
+                    raise BadRequest(f"Operation {op['op']} needs a value")
+                index = path[len("/locations/"):] if path != "/locations" else None
+                locations(op["op"], index, op.get("value"))
+                continue
             if not isinstance(path, str) or not path.startswith("/") or path.count("/") != 1:
                 raise BadRequest(f"Invalid JSON pointer for this resource: {path!r}")
             key = path[1:].replace("~1", "/").replace("~0", "~")

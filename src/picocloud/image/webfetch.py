@@ -1,4 +1,5 @@
-"""web-download: which URIs picocloud may fetch image data from, and the fetch itself.
+"""Which URIs picocloud may fetch image data from (web-download, image locations), and the
+fetch itself.
 
 The API server is a privileged network position (loopback services, the metadata address,
 the host's LAN), so a user-supplied URI is checked before it is fetched: http or https only,
@@ -9,11 +10,12 @@ point it elsewhere), and every redirect is checked the same way.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
@@ -90,11 +92,11 @@ class HostPolicy:
     def check(self, uri: object, resolve: Callable[[str, int], list[str]] | None = None) -> Target:
         """The URI with the addresses to connect to, or RefusedURI saying why not."""
         if not isinstance(uri, str) or not uri:
-            raise RefusedURI("web-download needs a 'uri' (http or https).")
+            raise RefusedURI("An http or https URI is needed.")
         parts = urlsplit(uri)
         if parts.scheme.lower() not in SCHEMES:
             raise RefusedURI(f"URI {uri!r} does not pass filtering: only http and https URIs "
-                             "can be imported.")
+                             "are accepted.")
         host = (parts.hostname or "").rstrip(".")
         try:
             port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
@@ -103,7 +105,7 @@ class HostPolicy:
         if not host:
             raise RefusedURI(f"URI {uri!r} names no host.")
         if not self.enabled:
-            raise RefusedURI("web-download is turned off on this cloud "
+            raise RefusedURI("Fetching image data from URIs is turned off on this cloud "
                              "(image_import_allowed_hosts is empty).")
         try:
             addresses = (resolve or _resolve)(host, port)
@@ -149,9 +151,10 @@ def _connection(target: Target) -> http.client.HTTPConnection:
     return conn
 
 
-def fetch(uri: str, policy: HostPolicy, write: Callable[[bytes], None], budget: int) -> None:
-    """GET `uri` into `write` in 1 MiB chunks, at most `budget` bytes, following redirects
-    only to URIs the policy allows."""
+@contextlib.contextmanager
+def _open(uri: str, policy: HostPolicy, method: str = "GET") -> Iterator[tuple[str, Any]]:
+    """The 200 response to `method uri`, following redirects only to URIs the policy allows;
+    yields the final URI and the response, and closes the connection afterwards."""
     for _ in range(MAX_REDIRECTS + 1):
         target = policy.check(uri)
         conn = _connection(target)
@@ -159,28 +162,49 @@ def fetch(uri: str, policy: HostPolicy, write: Callable[[bytes], None], budget: 
             path = target.parts.path or "/"
             if target.parts.query:
                 path += "?" + target.parts.query
-            conn.request("GET", path, headers={"User-Agent": "picocloud-image-import",
-                                               "Accept": "*/*"})
+            conn.request(method, path, headers={"User-Agent": "picocloud-image",
+                                                "Accept": "*/*"})
             response = conn.getresponse()
             if response.status in REDIRECTS and response.getheader("Location"):
                 uri = urljoin(uri, response.getheader("Location", ""))
                 continue
             if response.status != 200:
                 raise FetchFailed(f"{target.uri} answered {response.status} {response.reason}")
-            length = response.getheader("Content-Length")
-            if length and length.isdigit() and int(length) > budget:
-                raise FetchFailed(f"{target.uri} is {length} bytes, more than the size cap or "
-                                  "the project's remaining image quota")
-            received = 0
-            while chunk := response.read(CHUNK):
-                received += len(chunk)
-                if received > budget:
-                    raise FetchFailed(f"{target.uri} is larger than the size cap or the "
-                                      "project's remaining image quota")
-                write(chunk)
+            yield target.uri, response
             return
         except (OSError, http.client.HTTPException) as exc:
             raise FetchFailed(f"fetching {target.uri} failed: {exc}") from None
         finally:
             conn.close()
     raise FetchFailed(f"{uri} redirects more than {MAX_REDIRECTS} times")
+
+
+def fetch(uri: str, policy: HostPolicy, write: Callable[[bytes], None], budget: int) -> None:
+    """GET `uri` into `write` in 1 MiB chunks, at most `budget` bytes, following redirects
+    only to URIs the policy allows."""
+    with _open(uri, policy) as (final, response):
+        length = response.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > budget:
+            raise FetchFailed(f"{final} is {length} bytes, more than the size cap or the "
+                              "project's remaining image quota")
+        received = 0
+        while chunk := response.read(CHUNK):
+            received += len(chunk)
+            if received > budget:
+                raise FetchFailed(f"{final} is larger than the size cap or the project's "
+                                  "remaining image quota")
+            write(chunk)
+
+
+def stream(uri: str, policy: HostPolicy) -> Iterator[bytes]:
+    """The body of `uri` in 1 MiB chunks (a generator: nothing is fetched until iterated)."""
+    with _open(uri, policy) as (_final, response):
+        while chunk := response.read(CHUNK):
+            yield chunk
+
+
+def content_length(uri: str, policy: HostPolicy) -> int | None:
+    """The size `uri` announces to a HEAD request (None when it does not say)."""
+    with _open(uri, policy, method="HEAD") as (_final, response):
+        length = response.getheader("Content-Length")
+        return int(length) if length and length.isdigit() else None

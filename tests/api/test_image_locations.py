@@ -1,0 +1,192 @@
+"""In-process tests of image locations (Glance's show_multiple_locations and http store): a
+cloud with `image_locations` on that may read from loopback, where a test web server runs."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_image_api import project_token
+
+from conftest import BACKENDS, Api, make_cloud
+from picocloud.cloud import Cloud
+from webserver import Web
+
+V2 = "/image/v2"
+OCTETS = {"Content-Type": "application/octet-stream"}
+PATCH = {"Content-Type": "application/openstack-images-v2.1-json-patch"}
+DATA = bytes(range(256)) * 16
+
+
+@pytest.fixture(params=BACKENDS)
+def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cloud]:
+    db_url = ""
+    if request.param == "postgresql":
+        from pgcluster import create_database
+
+        db_url = create_database(request.getfixturevalue("pg_cluster"),
+                                 "t_" + uuid.uuid4().hex[:12])
+    c = make_cloud(tmp_path, db_url, image_locations=True,
+                   image_import_allowed_hosts="127.0.0.1")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def data_url(web: Web) -> str:
+    web.routes["/disk.raw"] = (200, {}, DATA)
+    return f"{web.url}/disk.raw"
+
+
+def create(api: Api, token: str) -> dict[str, Any]:
+    r = api.post(f"{V2}/images", token, json={"disk_format": "raw", "container_format": "bare"})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def patch(api: Api, token: str, image_id: str, *ops: dict[str, Any]) -> Any:
+    return api.request("PATCH", f"{V2}/images/{image_id}", token, json=list(ops),
+                       headers=PATCH)
+
+
+def show(api: Api, token: str, image_id: str) -> dict[str, Any]:
+    return api.get(f"{V2}/images/{image_id}", token).json()  # type: ignore[no-any-return]
+
+
+def add(url: str, **extra: Any) -> dict[str, Any]:
+    return {"op": "add", "path": "/locations/-", "value": {"url": url, "metadata": {}, **extra}}
+
+
+def test_locations_are_hidden_and_locked_when_turned_off(tmp_path: Path, data_url: str) -> None:
+    cloud = make_cloud(tmp_path, image_import_allowed_hosts="127.0.0.1")
+    api = Api(cloud)
+    try:
+        token = api.token()
+        image = create(api, token)
+        assert "locations" not in image
+        r = patch(api, token, image["id"], add(data_url))
+        assert r.status_code == 403, r.text
+        assert show(api, token, image["id"])["status"] == "queued"
+    finally:
+        api.client.close()
+        cloud.close()
+
+
+def test_a_url_location_activates_the_image_and_serves_its_bytes(
+        api: Api, admin_token: str, data_url: str, web: Web) -> None:
+    image = create(api, admin_token)
+    assert image["locations"] == [] and image["status"] == "queued"
+    r = patch(api, admin_token, image["id"], add(data_url, metadata={"foo": "bar"}))
+    assert r.status_code == 200, r.text
+    shown = r.json()
+    assert shown["status"] == "active" and shown["size"] == len(DATA)
+    assert shown["locations"] == [{"url": data_url, "metadata": {"foo": "bar"}}]
+    assert shown["checksum"] is None and shown["os_hash_value"] is None
+    assert shown["stores"] == "web"
+    assert ("HEAD", "/disk.raw") in web.hits
+    r = api.get(f"{V2}/images/{image['id']}/file", admin_token)
+    assert r.status_code == 200 and r.content == DATA
+
+
+def test_replace_changes_metadata_only_and_the_last_location_stays(
+        api: Api, admin_token: str, data_url: str) -> None:
+    image = create(api, admin_token)
+    second = data_url + "#new"
+    assert patch(api, admin_token, image["id"], add(data_url)).status_code == 200
+    r = patch(api, admin_token, image["id"], add(second, metadata={"speed": "88mph"}))
+    assert r.status_code == 200, r.text
+    locs = r.json()["locations"]
+    assert [loc["url"] for loc in locs] == [data_url, second]
+    assert patch(api, admin_token, image["id"], add(data_url)).status_code == 400  # duplicate
+    replace = {"op": "replace", "path": "/locations"}
+    assert patch(api, admin_token, image["id"], {**replace, "value": locs}).status_code == 200
+    locs[0]["metadata"]["date"] = "2015-10-15"
+    assert patch(api, admin_token, image["id"], {**replace, "value": locs}).status_code == 200
+    for bad in ([locs[0]], [locs[0], {"url": data_url + "#other", "metadata": {}}]):
+        r = patch(api, admin_token, image["id"], {**replace, "value": bad})
+        assert r.status_code == 400, r.text
+    assert show(api, admin_token, image["id"])["locations"] == locs
+
+    member = project_token(api, admin_token, "locowner")
+    own = create(api, member)
+    assert patch(api, member, own["id"], add(data_url), add(second)).status_code == 200
+    remove = {"op": "remove", "path": "/locations/0"}
+    assert patch(api, member, own["id"], remove).status_code == 403  # admins remove locations
+    assert patch(api, admin_token, own["id"], remove).status_code == 200
+    assert [loc["url"] for loc in show(api, member, own["id"])["locations"]] == [second]
+    r = patch(api, admin_token, own["id"], remove)
+    assert r.status_code == 403 and "last location" in r.text
+
+
+@pytest.mark.parametrize("url,why", [
+    ("gopher://info.cern.ch", "only http and https"),
+    ("http://127.0.0.1:1/nothing", "Invalid location"),
+    ("http://169.254.169.254/latest", "does not pass filtering"),
+])
+def test_bad_locations_are_refused_and_change_nothing(
+        api: Api, admin_token: str, web: Web, url: str, why: str) -> None:
+    image = create(api, admin_token)
+    r = patch(api, admin_token, image["id"], add(url))
+    assert r.status_code == 400 and why in r.text, r.text
+    shown = show(api, admin_token, image["id"])
+    assert shown["status"] == "queued" and shown["locations"] == []
+
+
+def test_a_missing_url_is_refused(api: Api, admin_token: str, web: Web) -> None:
+    image = create(api, admin_token)
+    r = patch(api, admin_token, image["id"], add(f"{web.url}/missing"))
+    assert r.status_code == 400 and "404" in r.text, r.text
+
+
+def test_validation_data_is_recorded_and_must_agree(api: Api, admin_token: str,
+                                                    data_url: str) -> None:
+    image = create(api, admin_token)
+    values = {"checksum": "1" * 32, "os_hash_algo": "sha512", "os_hash_value": "deadbeef" * 16}
+    r = patch(api, admin_token, image["id"], add(data_url, validation_data=values))
+    assert r.status_code == 200, r.text
+    shown = r.json()
+    assert {k: shown[k] for k in values} == values
+    assert "validation_data" not in shown["locations"][0]
+    r = patch(api, admin_token, image["id"], add(data_url + "#2", validation_data=values))
+    assert r.status_code == 200, r.text
+    for key, other in (("checksum", "2" * 32), ("os_hash_value", "beefdead" * 16),
+                       ("os_hash_algo", "sha256")):
+        wrong = {**values, key: other}
+        if key == "os_hash_algo":
+            wrong["os_hash_value"] = "ab" * 32
+        r = patch(api, admin_token, image["id"], add(data_url + "#3", validation_data=wrong))
+        assert r.status_code == 409, r.text
+    assert len(show(api, admin_token, image["id"])["locations"]) == 2
+    for bad in ({"os_hash_algo": "sha123", "os_hash_value": "ab"},
+                {"os_hash_value": "ab" * 64}, {"checksum": "xyz"}, {"size": 3}):
+        r = patch(api, admin_token, image["id"], add(data_url + "#4", validation_data=bad))
+        assert r.status_code == 400, r.text
+
+
+def test_an_uploaded_image_shows_its_store_copy(api: Api, admin_token: str) -> None:
+    image = create(api, admin_token)
+    r = api.request("PUT", f"{V2}/images/{image['id']}/file", admin_token, content=DATA,
+                    headers=OCTETS)
+    assert r.status_code == 204
+    shown = show(api, admin_token, image["id"])
+    [loc] = shown["locations"]
+    assert loc["url"].startswith("file:///") and loc["metadata"] == {"store": "local"}
+    assert hashlib.md5(Path(loc["url"][len("file://"):]).read_bytes()).hexdigest() == \
+        shown["checksum"]
+    r = patch(api, admin_token, image["id"], {"op": "remove", "path": "/locations/0"})
+    assert r.status_code == 403
+
+
+def test_other_projects_do_not_see_locations(api: Api, admin_token: str, data_url: str) -> None:
+    image = create(api, admin_token)
+    assert patch(api, admin_token, image["id"], add(data_url),
+                 {"op": "replace", "path": "/visibility", "value": "public"}).status_code == 200
+    other = project_token(api, admin_token, "locother")
+    shown = show(api, other, image["id"])
+    assert shown["status"] == "active" and "locations" not in shown
+    r = patch(api, other, image["id"], add(data_url + "#x"))
+    assert r.status_code in (403, 404)
