@@ -85,7 +85,7 @@ def test_discovery(api: Api, admin_token: str) -> None:
     stores = api.get(f"{V2}/info/stores", admin_token).json()["stores"]
     assert [(s["id"], s.get("default", False)) for s in stores] == [("local", True),
                                                                     ("fast", False)]
-    assert api.get("/image").json()["versions"][0]["id"] == "v2.10"
+    assert api.get("/image").json()["versions"][0]["id"] == "v2.17"
 
 
 def test_glance_direct_import_to_all_stores(api: Api, admin_token: str) -> None:

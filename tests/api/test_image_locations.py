@@ -4,6 +4,7 @@ cloud with `image_locations` on that may read from loopback, where a test web se
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,3 +191,112 @@ def test_other_projects_do_not_see_locations(api: Api, admin_token: str, data_ur
     assert shown["status"] == "active" and "locations" not in shown
     r = patch(api, other, image["id"], add(data_url + "#x"))
     assert r.status_code in (403, 404)
+
+
+def tasks_of(api: Api, token: str, image_id: str) -> list[dict[str, Any]]:
+    """The image's tasks once none is processing any more."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r = api.get(f"{V2}/images/{image_id}/tasks", token)
+        assert r.status_code == 200, r.text
+        found = r.json()["tasks"]
+        if found and all(t["status"] in ("success", "failure") for t in found):
+            return found  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError(f"tasks of {image_id} did not finish")
+
+
+def add_location(api: Api, token: str, image_id: str, **body: Any) -> Any:
+    return api.post(f"{V2}/images/{image_id}/locations", token, json=body)
+
+
+def test_location_import_hashes_the_bytes_then_activates(
+        api: Api, admin_token: str, data_url: str) -> None:
+    assert api.get("/image").json()["versions"][0]["id"] == "v2.17"
+    image = create(api, admin_token)
+    sha256 = hashlib.sha256(DATA).hexdigest()
+    r = add_location(api, admin_token, image["id"], url=data_url,
+                     validation_data={"os_hash_algo": "sha256", "os_hash_value": sha256})
+    assert r.status_code == 202, r.text
+    [task] = tasks_of(api, admin_token, image["id"])
+    assert task["type"] == "location_import" and task["status"] == "success", task
+    assert task["input"]["loc_url"] == data_url and task["expires_at"]
+    shown = show(api, admin_token, image["id"])
+    assert shown["status"] == "active" and shown["size"] == len(DATA)
+    assert shown["os_hash_algo"] == "sha256" and shown["os_hash_value"] == sha256
+    assert shown["checksum"] == hashlib.md5(DATA).hexdigest()
+    assert shown["locations"] == [{"url": data_url, "metadata": {}}]
+    assert shown["stores"] == "web"
+    assert api.get(f"{V2}/images/{image['id']}/file", admin_token).content == DATA
+    assert not list((api.cloud.settings.data_dir / "images").rglob(image["id"]))  # not copied
+    assert add_location(api, admin_token, image["id"], url=data_url).status_code == 409
+    r = api.get(f"{V2}/images/{image['id']}/locations", admin_token)
+    assert r.status_code == 200 and r.json() == shown["locations"]
+
+    plain = create(api, admin_token)
+    assert add_location(api, admin_token, plain["id"], url=data_url).status_code == 202
+    assert tasks_of(api, admin_token, plain["id"])[0]["status"] == "success"
+    shown = show(api, admin_token, plain["id"])
+    assert shown["os_hash_algo"] == "sha512"
+    assert shown["os_hash_value"] == hashlib.sha512(DATA).hexdigest()
+
+
+def test_location_import_failures_leave_the_image_queued(
+        api: Api, admin_token: str, data_url: str, web: Web) -> None:
+    image = create(api, admin_token)
+    r = add_location(api, admin_token, image["id"], url=data_url,
+                     validation_data={"os_hash_algo": "sha512", "os_hash_value": "beefdead" * 16})
+    assert r.status_code == 202
+    [task] = tasks_of(api, admin_token, image["id"])
+    assert task["status"] == "failure" and "sha512" in task["message"]
+    shown = show(api, admin_token, image["id"])
+    assert shown["status"] == "queued" and shown["locations"] == []
+    assert shown["checksum"] is None and shown["os_hash_algo"] is None
+    assert not list((api.cloud.settings.data_dir / "images").rglob(image["id"]))
+
+    web.routes["/not-qcow2"] = (200, {}, b"plain bytes" * 100)
+    qcow = api.post(f"{V2}/images", admin_token,
+                    json={"disk_format": "qcow2", "container_format": "bare"}).json()
+    assert add_location(api, admin_token, qcow["id"], url=f"{web.url}/not-qcow2").status_code \
+        == 202
+    [task] = tasks_of(api, admin_token, qcow["id"])
+    assert task["status"] == "failure" and "refused" in task["message"]
+    assert show(api, admin_token, qcow["id"])["status"] == "queued"
+
+
+@pytest.mark.parametrize("body", [
+    {"url": "gopher://x"},
+    {"url": "http://169.254.169.254/"},
+    {"url": "URL", "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "ab" * 15}},
+    {"url": "URL", "validation_data": {"os_hash_value": "ab" * 64}},
+    {"url": "URL", "validation_data": {"os_hash_algo": "sha123", "os_hash_value": "ab" * 64}},
+    {"url": "URL", "validation_data": {"os_hash_algo": "sha512", "os_hash_value": "ab" * 32}},
+    {"url": "URL", "size": 3},
+])
+def test_bad_location_imports_are_400(api: Api, admin_token: str, data_url: str,
+                                      body: dict[str, Any]) -> None:
+    image = create(api, admin_token)
+    if body["url"] == "URL":
+        body = {**body, "url": data_url}
+    assert add_location(api, admin_token, image["id"], **body).status_code == 400
+    shown = show(api, admin_token, image["id"])
+    assert shown["status"] == "queued"
+    assert api.get(f"{V2}/images/{image['id']}/tasks", admin_token).json()["tasks"] == []
+
+
+def test_only_services_and_admins_list_locations(api: Api, admin_token: str) -> None:
+    member = project_token(api, admin_token, "locreader")
+    image = create(api, member)
+    assert api.get(f"{V2}/images/{image['id']}/locations", member).status_code == 403
+
+
+def test_stores_info_shows_the_read_only_web_store(api: Api, admin_token: str) -> None:
+    stores = api.get(f"{V2}/info/stores", admin_token).json()["stores"]
+    assert stores[-1] == {"id": "web", "description": "Image data at http(s) URLs",
+                          "read-only": "true"}
+    detail = api.get(f"{V2}/info/stores/detail", admin_token).json()["stores"]
+    assert [s["type"] for s in detail] == ["file", "http"]
+    member = project_token(api, admin_token, "locdetail")
+    assert api.get(f"{V2}/info/stores/detail", member).status_code == 403
+    usage = api.get(f"{V2}/info/usage", member).json()["usage"]
+    assert usage["image_count_total"] == {"limit": -1, "usage": 0}

@@ -7,7 +7,16 @@ from urllib.parse import urlencode
 
 from picocloud.errors import BadRequest, Forbidden, UnsupportedMediaType
 from picocloud.http import Ctx, Reply, Route, Service
-from picocloud.image import data, imports, listing, locations, metadefs, schemas
+from picocloud.image import (
+    data,
+    imports,
+    listing,
+    location_api,
+    locations,
+    metadefs,
+    schemas,
+    tasks,
+)
 from picocloud.image.access import caller as _caller
 from picocloud.image.access import target as _target
 from picocloud.image.errors import image_not_found, render
@@ -21,8 +30,11 @@ PATCH_TYPES = (
 )
 INSPECTED_CONTAINERS = ("bare", "ami", "aki", "ari")
 CHUNK = 1 << 20
-# v2.8-v2.10: multiple stores, import to several stores and copy-image, delete from a store.
-VERSIONS = [("v2.10", "CURRENT"), *((f"v2.{n}", "SUPPORTED") for n in range(9, -1, -1))]
+# v2.8-v2.10: multiple stores, import to several stores and copy-image, delete from a store;
+# 2.12 an image's tasks, 2.13 usage, 2.15 store details, 2.17 the location API. Not 2.14 and
+# 2.16 (the image cache API): like Glance without an image cache, those are not listed.
+VERSIONS = [("v2.17", "CURRENT"), *((f"v2.{n}", "SUPPORTED")
+                                    for n in (15, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0))]
 DATA_STATUSES = ("active", "deactivated", "importing")  # statuses whose data may be in stores
 
 
@@ -295,6 +307,8 @@ ROUTES = [
     Route("DELETE", "/v2/images/{image_id}", delete_image, "delete_image"),
     *data.ROUTES,
     *imports.ROUTES,
+    *location_api.ROUTES,
+    *tasks.ROUTES,
     Route("POST", "/v2/images/{image_id}/actions/deactivate", _action("deactivated"),
           "deactivate"),
     Route("POST", "/v2/images/{image_id}/actions/reactivate", _action("active"), "reactivate"),

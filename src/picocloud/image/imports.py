@@ -13,16 +13,17 @@ store it was not in before.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from picocloud.errors import ApiError, BadRequest, Conflict
@@ -31,9 +32,11 @@ from picocloud.image.access import caller as _caller
 from picocloud.image.access import target as _target
 from picocloud.image.data import CHUNK, inspect, publish
 from picocloud.image.datastore import Upload
+from picocloud.image.locations import WEB_STORE, add_location
 from picocloud.image.models import Image
 from picocloud.image.service import ImageService, utcnow
 from picocloud.image.stores import ImageStores, UnknownStore
+from picocloud.image.tasks import finish_task, new_task
 from picocloud.image.webfetch import FetchFailed, HostPolicy, RefusedURI, fetch
 from picocloud.settings import Settings
 
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("picocloud.image.import")
 
 IMPORT_METHODS = ("glance-direct", "web-download", "copy-image")
+LOCATION = "location-import"  # the job of `POST /v2/images/{id}/locations` (2.17)
 IMPORTING = "os_glance_importing_to_stores"
 FAILED = "os_glance_failed_import"
 TASK = "os_glance_import_task"
@@ -76,6 +80,7 @@ class ImportJob:
     uri: str = ""
     budget: int = 0  # bytes a web download may bring
     expected_sha512: str | None = None  # copy-image: every copy must match the image
+    validation: tuple[str, str] | None = None  # location import: (os_hash_algo, value)
 
 
 def target_stores(ctx: Ctx, body: dict[str, Any], stores: ImageStores) -> list[str]:
@@ -140,7 +145,7 @@ def import_image(ctx: Ctx) -> Reply:
         if utcnow() - image.updated_at < STALE:
             raise Conflict(f"Image {image.id} is already being imported to "
                            f"{image.properties.get(IMPORTING)}; wait for it to finish.")
-        _abandon(images, image)
+        _abandon(ctx.db, images, image)
         ctx.db.commit()  # whatever this request decides next, the dead import is gone
         ctx.db.refresh(image, with_for_update=True)
     if name == "copy-image":
@@ -168,7 +173,8 @@ def import_image(ctx: Ctx) -> Reply:
         budget = settings.image_size_cap
         if settings.image_quota_bytes:
             budget = min(budget, settings.image_quota_bytes - svc.used_bytes(image.owner))
-    task_id = str(uuid.uuid4()) if stores else ""
+    task_id = new_task(ctx, image, "api_image_import", {
+        "image_id": image.id, "import_req": body, "backend": stores}).id if stores else ""
     props = {**image.properties, IMPORTING: ",".join(stores), FAILED: ",".join(
         s for s in _split(image.properties.get(FAILED)) if s not in stores)}
     props.pop(TASK, None)
@@ -184,14 +190,14 @@ def import_image(ctx: Ctx) -> Reply:
     return Reply(None, status=202)
 
 
-def _abandon(images: ImageStores, image: Image) -> None:
+def _abandon(db: Session, images: ImageStores, image: Image) -> None:
     """Forget an import whose worker stopped (picocloud was stopped): as if it had failed."""
     log.warning("image %s: import to %s abandoned (no progress since %s)", image.id,
                 image.properties.get(IMPORTING), image.updated_at)
     lost = _split(image.properties.get(IMPORTING))
     props = {**image.properties, IMPORTING: "", FAILED: ",".join(
         dict.fromkeys([*_split(image.properties.get(FAILED)), *lost]))}
-    props.pop(TASK, None)
+    finish_task(db, str(props.pop(TASK, "")), "abandoned: picocloud stopped during the import")
     image.properties = props
     if image.status == "importing":
         image.status = "queued"
@@ -204,14 +210,53 @@ def info_import(ctx: Ctx) -> dict[str, Any]:
 
 
 def info_stores(ctx: Ctx) -> dict[str, Any]:
+    return {"stores": _stores(ctx, detail=False)}
+
+
+def info_stores_detail(ctx: Ctx) -> dict[str, Any]:
+    """`GET /v2/info/stores/detail` (2.15, admins): each store's type and where it is."""
+    ctx.authorize()
+    return {"stores": _stores(ctx, detail=True)}
+
+
+def _stores(ctx: Ctx, detail: bool) -> list[dict[str, Any]]:
     images = ctx.cloud.images
     stores = []
     for info in images.infos:
         entry: dict[str, Any] = {"id": info.id, "description": info.description}
         if info.id == images.default:
             entry["default"] = True
+        if detail:
+            root = getattr(info.store, "root", None)
+            entry.update(type="file", weight=0,
+                         properties={"data_dir": str(root)} if root else {})
         stores.append(entry)
-    return {"stores": stores}
+    if ctx.cloud.settings.image_locations:  # the URLs owners register (Glance's http store)
+        web: dict[str, Any] = {"id": WEB_STORE, "description": "Image data at http(s) URLs",
+                               "read-only": "true"}
+        if detail:
+            web.update(type="http", weight=0, properties={})
+        stores.append(web)
+    return stores
+
+
+def info_usage(ctx: Ctx) -> dict[str, Any]:
+    """`GET /v2/info/usage` (2.13): the caller's project's image usage against its limits
+    (MiB for sizes; -1 means unlimited)."""
+    settings = ctx.cloud.settings
+    project = ctx.token.project_id
+    rows = ctx.db.scalars(select(Image).where(Image.owner == project)).all()
+    mib = 1 << 20
+    active = sum(i.size or 0 for i in rows)
+    staged = sum(i.size or 0 for i in rows if i.status in ("uploading", "importing"))
+    quota = settings.image_quota_bytes // mib if settings.image_quota_bytes else -1
+    return {"usage": {
+        "image_size_total": {"limit": quota, "usage": -(-active // mib)},
+        "image_stage_total": {"limit": -1, "usage": -(-staged // mib)},
+        "image_count_total": {"limit": -1, "usage": len(rows)},
+        "image_count_uploading": {"limit": -1, "usage": sum(
+            1 for i in rows if i.status in ("saving", "uploading", "importing"))},
+    }}
 
 
 # -- the worker ---------------------------------------------------------------------------
@@ -287,7 +332,7 @@ class Heartbeat:
             image.updated_at = utcnow()
 
 
-def _download(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
+def _download(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> Upload:
     staged = cloud.images.begin_staging(job.image_id)
     try:
         fetch(job.uri, HostPolicy(cloud.settings.image_import_allowed_hosts),
@@ -296,6 +341,7 @@ def _download(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
     except BaseException:
         staged.discard()
         raise
+    return staged
 
 
 def _copy(source: Path, upload: Upload, expected_sha512: str | None, beat: Heartbeat) -> None:
@@ -328,10 +374,14 @@ def run(cloud: Cloud, job: ImportJob) -> None:
 
 def _run(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
     """Get the bytes, write them to each target store, then publish or roll back."""
+    if job.method == LOCATION:
+        _run_location(cloud, job, beat)
+        return
     images = cloud.images
     written: list[str] = []
     first: Upload | None = None
     virtual_size: int | None = None
+    error: str | None = None
     try:
         if job.method == "web-download":
             _download(cloud, job, beat)
@@ -361,7 +411,11 @@ def _run(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
             _progress(cloud, job, store_id, ok=True)
     except (ApiError, FetchFailed, RefusedURI, OSError) as exc:
         log.warning("image %s: %s import failed: %s", job.image_id, job.method, exc)
+        error = str(exc)
     complete = len(written) == len(job.stores)
+    if not complete and error is None:
+        error = "the data could not be written to store(s) " + ", ".join(
+            s for s in job.stores if s not in written)
     kept = written if written and (complete or not job.must_succeed) else []
     # Clean up before the image can take new data; not if the import was abandoned meanwhile
     # (the files may be a new import's by now) or the image deleted (all goes, below).
@@ -370,16 +424,63 @@ def _run(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
             images.delete(job.image_id, store_id)
         if job.method != "copy-image":
             images.drop_staging(job.image_id)
-    if _tx(cloud, lambda db: _finish(db, job, kept, first, virtual_size)) == "deleted":
+    if _tx(cloud, lambda db: _finish(db, job, kept, first, virtual_size, error)) == "deleted":
+        images.delete(job.image_id)
+
+
+def _run_location(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
+    """Fetch the URL's bytes into the staging area, inspect and hash them, then record the
+    URL as the image's location (the bytes are not kept: the URL is the data) or fail."""
+    images = cloud.images
+    staged: Upload | None = None
+    virtual_size: int | None = None
+    error: str | None = None
+    try:
+        staged = _download(cloud, job, beat)
+        path = images.staging_path(job.image_id)
+        if path is None:
+            raise FileNotFoundError("the downloaded data is gone")
+        virtual_size = inspect(path, (job.disk_format, job.container_format), cloud.settings)
+        if job.validation:
+            algo, wanted = job.validation
+            with path.open("rb") as fh:
+                actual = hashlib.file_digest(fh, algo).hexdigest()
+            if actual != wanted:
+                raise OSError(f"the data's {algo} is {actual}, the validation data says "
+                              f"{wanted}")
+    except (ApiError, FetchFailed, RefusedURI, OSError, ValueError) as exc:
+        log.warning("image %s: location import of %s failed: %s", job.image_id, job.uri, exc)
+        error = str(exc)
+    if _tx(cloud, lambda db: _mine(db, job) is not None):
+        images.drop_staging(job.image_id)
+
+    def finish(db: Session) -> bool:
+        image = _mine(db, job)
+        if image is None:
+            return db.get(Image, job.image_id) is None
+        finish_task(db, job.task_id, error)
+        image.properties = {k: v for k, v in image.properties.items() if k != TASK}
+        if error is not None or staged is None:
+            image.status = "queued"
+        else:
+            publish(image, staged, virtual_size)
+            if job.validation:
+                image.os_hash_algo, image.os_hash_value = job.validation
+            add_location(db, image.id, job.uri)
+        image.updated_at = utcnow()
+        return False
+
+    if _tx(cloud, finish):  # the image was deleted meanwhile: nothing of it may stay
         images.delete(job.image_id)
 
 
 def _finish(db: Session, job: ImportJob, kept: list[str], first: Upload | None,
-            virtual_size: int | None) -> str:
+            virtual_size: int | None, error: str | None) -> str:
     """Record the outcome: "done", or "deleted"/"superseded" when the image moved on."""
     image = _mine(db, job)
     if image is None:
         return "deleted" if db.get(Image, job.image_id) is None else "superseded"
+    finish_task(db, job.task_id, error)
     props = dict(image.properties)
     props.pop(TASK, None)
     props[IMPORTING] = ""
@@ -398,5 +499,7 @@ def _finish(db: Session, job: ImportJob, kept: list[str], first: Upload | None,
 ROUTES = [
     Route("GET", "/v2/info/import", info_import),
     Route("GET", "/v2/info/stores", info_stores),
+    Route("GET", "/v2/info/stores/detail", info_stores_detail, "context_is_admin"),
+    Route("GET", "/v2/info/usage", info_usage),
     Route("POST", "/v2/images/{image_id}/import", import_image, "upload_image"),
 ]

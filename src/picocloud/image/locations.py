@@ -55,6 +55,14 @@ def urls(db: Session, image_id: str) -> list[str]:
     return [row.url for row in external(db, image_id)]
 
 
+def add_location(db: Session, image_id: str, url: str,
+                 metadata: dict[str, Any] | None = None) -> None:
+    """Append `url` to the image's locations."""
+    db.add(ImageLocation(image_id=image_id, url=url, meta=metadata or {},
+                         position=len(external(db, image_id)), created_at=utcnow()))
+    db.flush()
+
+
 def store_locations(cloud: Cloud, image_id: str) -> list[dict[str, Any]]:
     found = []
     for store_id in cloud.images.holding(image_id):
