@@ -2,9 +2,9 @@
 
 Every couple of seconds (and at once when the API wakes it) the agent reads the servers
 placed on its host, starts the work their task_state asks for (spawn, power, reboot, pause,
-suspend, rebuild, resize, snapshot, delete) on a small thread pool, and compares every other
-server's recorded power state with what the hypervisor reports: a QEMU that died shows up as
-SHUTOFF within one pass, and guests nobody owns any more are destroyed. After a restart
+suspend, rebuild, resize, snapshot, backup, delete) on a small thread pool, and compares every
+other server's recorded power state with what the hypervisor reports: a QEMU that died shows
+up as SHUTOFF within one pass, and guests nobody owns any more are destroyed. After a restart
 the same pass re-adopts the QEMUs that kept running.
 """
 
@@ -28,9 +28,11 @@ from picocloud.compute import states
 from picocloud.compute.models import InstanceAction, Server
 from picocloud.compute.service import hostname_of, mark_deleted, utcnow
 from picocloud.compute.virt.base import ConfigDrive, GuestSpec, Hypervisor, PowerState
+from picocloud.errors import Forbidden
 from picocloud.image import locations as image_locations
 from picocloud.image.inspect import check_upload
 from picocloud.image.models import Image
+from picocloud.image.service import ImageService
 
 if TYPE_CHECKING:
     from picocloud.cloud import Cloud
@@ -54,6 +56,7 @@ DONE: dict[str, tuple[str, PowerState]] = {
     states.RESIZE_REVERTING: (states.ACTIVE, PowerState.RUNNING),
 }
 FAILS_TO_ERROR = {states.SPAWNING, states.REBUILDING, states.RESIZE_PREP}
+SNAPSHOTS = (states.IMAGE_SNAPSHOT, states.IMAGE_BACKUP)  # tasks that fill a queued image
 
 
 class HostAgent:
@@ -121,7 +124,7 @@ class HostAgent:
                 if busy:
                     continue
                 task = server.task_state
-                if task in DONE or task in (states.DELETING, states.IMAGE_SNAPSHOT):
+                if task in DONE or task == states.DELETING or task in SNAPSHOTS:
                     self._submit(server.id, task)
                 elif task is None:
                     self._sync_power(server, actual.get(server.id, PowerState.NOSTATE))
@@ -190,7 +193,8 @@ class HostAgent:
                 else None
             )
             was_running = server.power_state == PowerState.RUNNING
-            snapshot = self._snapshot_image(db, server) if task == states.IMAGE_SNAPSHOT else None
+            snapshot = self._snapshot_image(db, server) if task in SNAPSHOTS else None
+            args = dict(server.task_args or {})
         timeout = self.cloud.settings.graceful_shutdown_timeout
         actions: dict[str, Callable[[], Any]] = {
             states.POWERING_OFF: lambda: d.power_off(server_id, timeout),
@@ -213,12 +217,15 @@ class HostAgent:
             d.resize(spec)
             if was_running:  # a stopped server stays stopped through resize and revert
                 d.power_on(server_id)
-        elif task == states.IMAGE_SNAPSHOT:
+        elif task in SNAPSHOTS:
             self._take_snapshot(server_id, snapshot)
+            if task == states.IMAGE_BACKUP and snapshot is not None:
+                self._rotate_backups(server_id, snapshot, args["backup_type"], args["rotation"])
 
     def _finish(
         self, server_id: str, task: str, started: Any, error: str | None, tb: str | None
     ) -> None:
+        unwanted: str | None = None
         with self.cloud.session() as db:
             server = db.get(Server, server_id)
             if server is None:
@@ -227,7 +234,7 @@ class HostAgent:
             if error is None:
                 if task == states.DELETING:
                     mark_deleted(server)
-                elif task == states.IMAGE_SNAPSHOT:
+                elif task in SNAPSHOTS:
                     server.task_state = None
                 else:
                     vm_state, power = DONE[task]
@@ -246,6 +253,8 @@ class HostAgent:
                         server.old_flavor = None
             else:
                 server.task_state = None
+                if task in SNAPSHOTS:
+                    unwanted = self._drop_unfilled_image(db, server)
                 if task in FAILS_TO_ERROR:
                     server.vm_state = states.ERROR
                     server.fault = {
@@ -258,10 +267,13 @@ class HostAgent:
                         self.driver.destroy(server_id)
                 elif task == states.DELETING:
                     server.vm_state = states.ERROR
+            server.task_args = None
             server.updated_at = now
             self._record_event(db, server_id, task, started, error, tb)
             db.commit()
         self.cloud.after_commit(db)
+        if unwanted is not None:
+            self.cloud.images.delete(unwanted)
 
     def _record_event(
         self,
@@ -337,7 +349,10 @@ class HostAgent:
         )
 
     def _snapshot_image(self, db: Session, server: Server) -> str | None:
-        for image in db.scalars(
+        """The queued image the API added for this snapshot or backup."""
+        if server.task_args and server.task_args.get("image_id"):
+            return str(server.task_args["image_id"])
+        for image in db.scalars(  # a snapshot asked for before task_args existed
             select(Image).where(Image.status == "queued", Image.owner == server.project_id)
         ).all():
             if image.properties.get("instance_uuid") == server.id:
@@ -357,6 +372,48 @@ class HostAgent:
             publish_file(self.cloud, image_id, dest)
         finally:
             Path(dest).unlink(missing_ok=True)
+
+    def _drop_unfilled_image(self, db: Session, server: Server) -> str | None:
+        """After a failed snapshot or backup, delete its image unless it became active (as
+        Nova's delete_image_on_error); the id whose stored data to delete after commit."""
+        image_id = self._snapshot_image(db, server)
+        image = db.get(Image, image_id) if image_id else None
+        if image is None or image.status == "active":
+            return None
+        try:
+            ImageService(db, self.cloud.settings).delete(image)
+        except Forbidden as exc:  # protected meanwhile by its owner
+            log.info("image %s of a failed snapshot kept: %s", image.id, exc)
+            return None
+        return image.id
+
+    def _rotate_backups(self, server_id: str, new_id: str, backup_type: str, rotation: int) -> None:
+        """Delete this server's backups of `backup_type` beyond the `rotation` newest, as Nova
+        does once a backup is taken; a protected one stays (Nova logs that and goes on)."""
+        with self.cloud.session() as db:
+            server = self._server(db, server_id)
+            backups = [
+                image
+                for image in db.scalars(select(Image).where(Image.owner == server.project_id))
+                if image.properties.get("image_type") == "backup"
+                and image.properties.get("instance_uuid") == server_id
+                and image.properties.get("backup_type") == backup_type
+            ]
+            # Newest first; created_at counts whole seconds, so the new backup leads its second.
+            backups.sort(key=lambda i: (i.created_at, i.id == new_id, i.id), reverse=True)
+            images, deleted = ImageService(db, self.cloud.settings), []
+            for image in backups[rotation:]:
+                try:
+                    images.delete(image)
+                except Forbidden as exc:
+                    log.info("backup %s of server %s kept: %s", image.id, server_id, exc)
+                    continue
+                deleted.append(image.id)
+            db.commit()
+        for image_id in deleted:
+            self.cloud.images.delete(image_id)
+        if deleted:
+            log.info("server %s: rotated out backups %s", server_id, ", ".join(deleted))
 
     def console_log(self, server_id: str, length: int | None) -> str:
         return self.driver.console_log(server_id, length)

@@ -90,6 +90,9 @@ class Server(Base):
     host: Mapped[str | None] = mapped_column(String(255), index=True)
     vm_state: Mapped[str] = mapped_column(String(32), index=True)
     task_state: Mapped[str | None] = mapped_column(String(32))
+    # what task_state needs beyond the row (a snapshot's image, a backup's rotation); the
+    # agent clears it when the task ends
+    task_args: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     power_state: Mapped[int] = mapped_column(Integer, default=0)
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     locked_by: Mapped[str | None] = mapped_column(String(16))

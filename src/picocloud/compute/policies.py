@@ -30,6 +30,7 @@ DEFAULT_RULES: dict[str, str] = {
     f"{P}os-lock-server:unlock": MEMBER,
     f"{P}os-lock-server:unlock:unlock_override": ADMIN,
     f"{P}os-console-output": MEMBER,
+    f"{P}os-create-backup": MEMBER,
     f"{P}server-metadata:index": READER,
     f"{P}server-metadata:show": READER,
     f"{P}server-metadata:create": MEMBER,

@@ -28,6 +28,7 @@ RESIZE_PREP = "resize_prep"
 RESIZE_REVERTING = "resize_reverting"
 RESIZE_CONFIRMING = "resize_confirming"
 IMAGE_SNAPSHOT = "image_snapshot"
+IMAGE_BACKUP = "image_backup"
 DELETING = "deleting"
 
 _BY_VM_STATE = {

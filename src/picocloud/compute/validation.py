@@ -14,6 +14,7 @@ from picocloud.errors import BadRequest
 
 MAX_INT = 0x7FFFFFFF  # Nova's db.MAX_INT: every integer column is a signed 32-bit int
 _DIGITS = re.compile(r"^-?[0-9]+$")
+_METADATA_KEY = re.compile(r"[a-zA-Z0-9_:. -]{1,255}")
 _TRUE = {"1", "t", "true", "on", "y", "yes"}
 _FALSE = {"0", "f", "false", "off", "n", "no"}
 
@@ -92,6 +93,20 @@ def name(field: str, value: Any, max_length: int = 255) -> str:
         raise invalid(field, value, f"'{value}' does not match format 'name': names may not "
                       "start or end with whitespace or hold control characters")
     return value
+
+
+def metadata(field: str, value: Any) -> dict[str, str]:
+    """Nova's parameter_types.metadata: keys of 1-255 of [a-zA-Z0-9-_:. ], string values of at
+    most 255 characters."""
+    if not isinstance(value, dict):
+        raise invalid(field, value, f"{value!r} is not of type 'object'")
+    only(value, [k for k in value if isinstance(k, str) and _METADATA_KEY.fullmatch(k)])
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise invalid(f"{field}/{key}", item, f"{item!r} is not of type 'string'")
+        if len(item) > 255:
+            raise invalid(f"{field}/{key}", item, f"'{item}' is too long")
+    return dict(value)
 
 
 def row_id(text: str) -> int | None:

@@ -1,5 +1,5 @@
 """`POST /servers/{id}/action`: power, pause, suspend, lock, rebuild, resize, snapshot,
-console output. Each action records desired state; the host agent carries it out."""
+backup, console output. Each action records desired state; the host agent carries it out."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from picocloud.compute import states
+from picocloud.compute import validation as v
 from picocloud.compute.api.servers import actor, basic_view, svc
 from picocloud.compute.models import Server
 from picocloud.compute.service import description, flavor_snapshot, utcnow, validate_metadata
-from picocloud.errors import BadRequest, Conflict, NotFound
+from picocloud.errors import BadRequest, Conflict, Forbidden, NotFound
 from picocloud.http import Ctx, Reply, Route
 
 P = "os_compute_api:"
@@ -147,9 +148,6 @@ def revert_resize(ctx: Ctx, server: Server, body: Any) -> Reply:
 
 
 def create_image(ctx: Ctx, server: Server, body: Any) -> Reply:
-    from picocloud.image.models import Image
-    from picocloud.image.service import utcnow as image_now
-
     ctx.authorize({"target": {"project_id": server.project_id}}, rule=f"{P}servers:create_image")
     spec = body if isinstance(body, dict) else {}
     name = spec.get("name")
@@ -157,6 +155,49 @@ def create_image(ctx: Ctx, server: Server, body: Any) -> Reply:
         raise BadRequest("Invalid input for field/attribute name.")
     meta = validate_metadata(spec.get("metadata", {}))
     svc(ctx).transition(server, "createImage", actor(ctx), (A, S, PA, SU), states.IMAGE_SNAPSHOT)
+    image_id = _queue_image(ctx, server, name, {**meta, "image_type": "snapshot"})
+    server.task_args = {"image_id": image_id}
+    return Reply(None, status=202, headers={"Location": _image_url(ctx, image_id)})
+
+
+def create_backup(ctx: Ctx, server: Server, body: Any) -> Reply:
+    """A snapshot typed "backup"; once it is taken the agent deletes this server's backups of
+    the same backup_type beyond the `rotation` newest (rotation 0: all of them, as Nova)."""
+    ctx.authorize({"target": {"project_id": server.project_id}}, rule=f"{P}os-create-backup")
+    spec = v.obj({"createBackup": body}, "createBackup")
+    v.only(spec, ("name", "backup_type", "rotation", "metadata"))
+    v.required(spec, "name", "backup_type", "rotation")
+    name = v.name("name", spec["name"])
+    backup_type = spec["backup_type"]
+    if not isinstance(backup_type, str):
+        raise v.invalid("backup_type", backup_type, f"{backup_type!r} is not of type 'string'")
+    rotation = v.integer("rotation", spec["rotation"])
+    meta = v.metadata("metadata", spec.get("metadata", {}))
+    if meta:  # before 2.39 the caller's metadata_items quota bounds the image's metadata
+        from picocloud.compute import quota
+
+        caller = actor(ctx)
+        limit = quota.limits(ctx.db, caller.project_id, caller.user_id)["metadata_items"]
+        if limit != quota.UNLIMITED and len(meta) > limit:
+            raise Forbidden("Image metadata limit exceeded")
+    # As Nova, a lock does not stop a backup: locks guard against changing the server.
+    svc(ctx).transition(server, "createBackup", actor(ctx), (A, S, PA, SU), states.IMAGE_BACKUP,
+                        check_lock=False)
+    image_id = _queue_image(
+        ctx, server, name, {**meta, "image_type": "backup", "backup_type": backup_type}
+    )
+    server.task_args = {"image_id": image_id, "backup_type": backup_type, "rotation": rotation}
+    # Nova names the image only when it will survive the rotation.
+    headers = {"Location": _image_url(ctx, image_id)} if rotation > 0 else {}
+    return Reply(None, status=202, headers=headers)
+
+
+def _queue_image(ctx: Ctx, server: Server, name: str, properties: dict[str, Any]) -> str:
+    """Add the queued image a snapshot of `server` will fill; its id. The properties Nova
+    sets win over the caller's metadata (rotation finds backups by them)."""
+    from picocloud.image.models import Image
+    from picocloud.image.service import utcnow as image_now
+
     now = image_now()
     image = Image(
         id=_new_uuid(),
@@ -174,16 +215,18 @@ def create_image(ctx: Ctx, server: Server, body: Any) -> Reply:
         created_at=now,
         updated_at=now,
         properties={
-            **meta,
-            "image_type": "snapshot",
+            **properties,
             "instance_uuid": server.id,
             "base_image_ref": server.image_id,
-            "user_id": server.user_id,
+            "user_id": actor(ctx).user_id,
         },
     )
     ctx.db.add(image)
-    base = ctx.cloud.settings.base_url
-    return Reply(None, status=202, headers={"Location": f"{base}/image/v2/images/{image.id}"})
+    return image.id
+
+
+def _image_url(ctx: Ctx, image_id: str) -> str:
+    return f"{ctx.cloud.settings.base_url}/image/v2/images/{image_id}"
 
 
 def console_output(ctx: Ctx, server: Server, body: Any) -> dict[str, Any]:
@@ -230,7 +273,7 @@ def reset_state(ctx: Ctx, server: Server, body: Any) -> Reply:
     if wanted not in ("active", "error"):
         raise BadRequest("Invalid input for field/attribute state: active or error.")
     server.vm_state = wanted
-    server.task_state = None
+    server.task_state, server.task_args = None, None
     server.updated_at = utcnow()
     return ACCEPTED
 
@@ -251,6 +294,7 @@ HANDLERS: dict[str, Handler] = {
     "confirmResize": confirm_resize,
     "revertResize": revert_resize,
     "createImage": create_image,
+    "createBackup": create_backup,
     "os-getConsoleOutput": console_output,
     "forceDelete": force_delete,
     "os-resetState": reset_state,
