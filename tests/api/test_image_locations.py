@@ -157,15 +157,14 @@ def test_validation_data_is_recorded_and_must_agree(api: Api, admin_token: str,
     for key, other in (("checksum", "2" * 32), ("os_hash_value", "beefdead" * 16),
                        ("os_hash_algo", "sha256")):
         wrong = {**values, key: other}
-        if key == "os_hash_algo":
-            wrong["os_hash_value"] = "ab" * 32
         r = patch(api, admin_token, image["id"], add(data_url + "#3", validation_data=wrong))
         assert r.status_code == 409, r.text
-    assert len(show(api, admin_token, image["id"])["locations"]) == 2
+    # As in Glance, validation data that can't be right conflicts (409) too.
     for bad in ({"os_hash_algo": "sha123", "os_hash_value": "ab"},
                 {"os_hash_value": "ab" * 64}, {"checksum": "xyz"}, {"size": 3}):
         r = patch(api, admin_token, image["id"], add(data_url + "#4", validation_data=bad))
-        assert r.status_code == 400, r.text
+        assert r.status_code == 409, r.text
+    assert len(show(api, admin_token, image["id"])["locations"]) == 2
 
 
 def test_an_uploaded_image_shows_its_store_copy(api: Api, admin_token: str) -> None:
@@ -249,10 +248,13 @@ def test_location_import_failures_leave_the_image_queued(
     assert r.status_code == 202
     [task] = tasks_of(api, admin_token, image["id"])
     assert task["status"] == "failure" and "sha512" in task["message"]
-    shown = show(api, admin_token, image["id"])
-    assert shown["status"] == "queued" and shown["locations"] == []
+    shown = show(api, admin_token, image["id"])  # the URL stays listed, as in Glance
+    assert shown["status"] == "queued" and shown["locations"] == [{"url": data_url,
+                                                                    "metadata": {}}]
     assert shown["checksum"] is None and shown["os_hash_algo"] is None
+    assert shown["stores"] == "web"
     assert not list((api.cloud.settings.data_dir / "images").rglob(image["id"]))
+    assert api.get(f"{V2}/images/{image['id']}/file", admin_token).status_code == 204
 
     web.routes["/not-qcow2"] = (200, {}, b"plain bytes" * 100)
     qcow = api.post(f"{V2}/images", admin_token,
@@ -300,3 +302,18 @@ def test_stores_info_shows_the_read_only_web_store(api: Api, admin_token: str) -
     assert api.get(f"{V2}/info/stores/detail", member).status_code == 403
     usage = api.get(f"{V2}/info/usage", member).json()["usage"]
     assert usage["image_count_total"] == {"limit": -1, "usage": 0}
+
+
+def test_import_tasks_are_listed_with_their_request(api: Api, admin_token: str) -> None:
+    image = create(api, admin_token)
+    r = api.request("PUT", f"{V2}/images/{image['id']}/stage", admin_token, content=DATA,
+                    headers=OCTETS)
+    assert r.status_code == 204
+    r = api.post(f"{V2}/images/{image['id']}/import", admin_token,
+                 json={"method": {"name": "glance-direct"}})
+    assert r.status_code == 202
+    [task] = tasks_of(api, admin_token, image["id"])
+    assert task["type"] == "api_image_import" and task["status"] == "success"
+    assert task["request_id"] == r.headers["x-openstack-request-id"]
+    assert task["input"]["import_req"]["method"]["name"] == "glance-direct"
+    assert show(api, admin_token, image["id"])["status"] == "active"

@@ -370,6 +370,13 @@ def test_rebuild(compute: Compute) -> None:
     fault(c.act(c.admin, server_id, "rebuild", {}), 400, "badRequest")
     gone = c.act(c.admin, server_id, "rebuild", {"imageRef": str(uuid.uuid4())})
     fault(gone, 400, "badRequest")
+    # A stopped server is rebuilt without being started, as in Nova.
+    c.act(c.admin, server_id, "os-stop")
+    c.wait(c.admin, server_id, "SHUTOFF")
+    c.act(c.admin, server_id, "rebuild", {"imageRef": c.image_id})
+    server = c.wait(c.admin, server_id, "SHUTOFF")
+    assert server["OS-EXT-STS:power_state"] == PowerState.SHUTDOWN
+    assert c.driver.guests_[server_id].power == PowerState.SHUTDOWN
 
 
 def test_resize_confirm_and_revert(compute: Compute) -> None:

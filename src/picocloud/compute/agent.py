@@ -193,6 +193,7 @@ class HostAgent:
                 else None
             )
             was_running = server.power_state == PowerState.RUNNING
+            was_stopped = server.vm_state == states.STOPPED  # and stays so through a rebuild
             snapshot = self._snapshot_image(db, server) if task in SNAPSHOTS else None
             args = dict(server.task_args or {})
         timeout = self.cloud.settings.graceful_shutdown_timeout
@@ -212,7 +213,7 @@ class HostAgent:
         elif task == states.SPAWNING and spec is not None:
             d.spawn(spec)
         elif task == states.REBUILDING and spec is not None:
-            d.rebuild(spec)
+            d.rebuild(spec, start=not was_stopped)
         elif task in (states.RESIZE_PREP, states.RESIZE_REVERTING) and spec is not None:
             d.resize(spec)
             if was_running:  # a stopped server stays stopped through resize and revert
@@ -239,7 +240,8 @@ class HostAgent:
                 else:
                     vm_state, power = DONE[task]
                     actual = self.driver.state(server_id)
-                    if task == states.RESIZE_REVERTING and actual != PowerState.RUNNING:
+                    if (task in (states.RESIZE_REVERTING, states.REBUILDING)
+                            and actual != PowerState.RUNNING):
                         vm_state = states.STOPPED
                     server.vm_state, server.task_state = vm_state, None
                     server.power_state = int(actual) or int(power)

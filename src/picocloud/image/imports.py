@@ -462,6 +462,8 @@ def _run_location(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
         image.properties = {k: v for k, v in image.properties.items() if k != TASK}
         if error is not None or staged is None:
             image.status = "queued"
+            if staged is not None:  # the URL answered with other bytes: it stays listed, as
+                add_location(db, image.id, job.uri)  # Glance keeps an http location
         else:
             publish(image, staged, virtual_size)
             if job.validation:

@@ -23,7 +23,7 @@ ALGOS = ("sha1", "sha256", "sha512", "md5")  # what the 2.17 validation data may
 
 def _validation(body: dict[str, Any]) -> tuple[str, str] | None:
     data = body.get("validation_data")
-    if data is None:
+    if data is None or data == {}:
         return None
     if not isinstance(data, dict) or set(data) != {"os_hash_algo", "os_hash_value"}:
         raise BadRequest("Invalid validation_data: it holds os_hash_algo and os_hash_value, "

@@ -34,6 +34,7 @@ from picocloud.image.webfetch import FetchFailed, HostPolicy, RefusedURI, conten
 if TYPE_CHECKING:
     from picocloud.cloud import Cloud
 
+HASH_ALGO = "sha512"  # what picocloud hashes image data with (os_hash_algo)
 WEB_STORE = "web"  # the name Glance gives the http store, shown in an image's `stores`
 LOCATION_KEYS = {"url", "metadata", "validation_data"}
 VALIDATION_KEYS = ("checksum", "os_hash_algo", "os_hash_value")
@@ -162,8 +163,16 @@ def _parse(cloud: Cloud, value: Any) -> tuple[str, dict[str, Any], dict[str, str
     if not isinstance(metadata, dict):
         raise BadRequest("Invalid location: metadata is an object.")
     validation = value.get("validation_data")
-    return (check_url(cloud, value.get("url")), metadata,
-            None if validation is None else check_validation(validation))
+    if validation is None:
+        return check_url(cloud, value.get("url")), metadata, None
+    try:  # as Glance: validation data that can't be right conflicts with the image
+        checked = check_validation(validation)
+    except BadRequest as exc:
+        raise Conflict(exc.message) from None
+    if checked.get("os_hash_algo", HASH_ALGO) != HASH_ALGO:
+        raise Conflict(f"Invalid validation_data: os_hash_algo must be {HASH_ALGO}, the "
+                       "algorithm this cloud hashes images with.")
+    return check_url(cloud, value.get("url")), metadata, checked
 
 
 # -- the JSON patch operations --------------------------------------------------------------

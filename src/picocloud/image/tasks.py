@@ -28,7 +28,7 @@ def new_task(ctx: Ctx, image: Image, kind: str, task_input: dict[str, Any]) -> I
     task = ImageTask(
         id=str(uuid.uuid4()), image_id=image.id, type=kind, status="processing",
         owner=ctx.token.project_id, user_id=ctx.token.user_id,
-        request_id=ctx.request.headers.get("x-openstack-request-id"),
+        request_id=ctx.request_id,
         input=task_input, result=None, message="", created_at=now, updated_at=now,
         expires_at=None,
     )

@@ -100,8 +100,9 @@ class Hypervisor(Protocol):
 
     def resume(self, uuid: str) -> None: ...
 
-    def rebuild(self, spec: GuestSpec) -> None:
-        """A fresh root disk from `spec.base_image`, same identity; started afterwards."""
+    def rebuild(self, spec: GuestSpec, start: bool = True) -> None:
+        """A fresh root disk from `spec.base_image`, same identity; started afterwards unless
+        `start` is false (a stopped server stays stopped, as in Nova)."""
 
     def resize(self, spec: GuestSpec) -> None:
         """Apply new vcpus/memory/disk sizes (disks only grow); the guest is left stopped."""

@@ -185,12 +185,15 @@ class FakeDriver:
     def resume(self, uuid: str) -> None:
         self._transition("resume", uuid, {SUSPENDED: RUNNING, RUNNING: RUNNING, PAUSED: PAUSED})
 
-    def rebuild(self, spec: GuestSpec) -> None:
+    def rebuild(self, spec: GuestSpec, start: bool = True) -> None:
         with self._lock:
             self._enter("rebuild", spec.uuid)
             guest = self._guest(spec.uuid)
             guest.spec = spec
-            self._boot(guest)
+            if start:
+                self._boot(guest)
+            else:
+                guest.power = SHUTDOWN
 
     def resize(self, spec: GuestSpec) -> None:
         with self._lock:

@@ -531,7 +531,7 @@ class QemuDriver:
                 raise InvalidGuestState(f"guest {uuid} is not suspended; it cannot be resumed")
             self._start(files, load_spec(files), resume=True)
 
-    def rebuild(self, spec: GuestSpec) -> None:
+    def rebuild(self, spec: GuestSpec, start: bool = True) -> None:
         files = self._existing(spec.uuid)
         with self._locked(spec.uuid):
             names = (files.disk, files.ephemeral, files.swap, files.config_iso)
@@ -547,7 +547,8 @@ class QemuDriver:
                         path.unlink(missing_ok=True)
                 r.success()
             save_spec(files, spec)
-            self._start(files, spec)
+            if start:
+                self._start(files, spec)
             log.info("guest %s: rebuilt", spec.uuid)
 
     def resize(self, spec: GuestSpec) -> None:
