@@ -391,6 +391,7 @@ def test_resize_confirm_and_revert(compute: Compute) -> None:
     valid(servers21.server_actions_confirm_resize, confirm)
     server = c.wait(c.admin, server_id, "ACTIVE")
     assert server["flavor"]["id"] == SMALL
+    assert ("confirm_resize", server_id) in c.driver.calls
     # Resize again, then revert: back to the flavor before.
     c.act(c.admin, server_id, "resize", {"flavorRef": M1_SMALL})
     c.wait(c.admin, server_id, "VERIFY_RESIZE")
@@ -398,6 +399,8 @@ def test_resize_confirm_and_revert(compute: Compute) -> None:
     server = c.wait(c.admin, server_id, "ACTIVE")
     assert server["flavor"]["id"] == SMALL
     assert server["OS-EXT-STS:power_state"] == PowerState.RUNNING
+    assert ("revert_resize", server_id) in c.driver.calls
+    assert c.driver.guests_[server_id].spec.memory_mb == 256
     same = c.act(c.admin, server_id, "resize", {"flavorRef": SMALL})
     fault(same, 400, "badRequest")
 

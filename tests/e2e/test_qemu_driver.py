@@ -164,9 +164,18 @@ def test_lifecycle_of_a_guest(driver: QemuDriver, tiny_image: Path, workdir: Pat
     assert not Path(f"/proc/{pid}").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes()
     assert "reboot: Power down" in driver.console_log(FIRST)  # the guest powered off itself
 
+    guest_dir = driver.state_dir / FIRST
     driver.resize(replace(spec, memory_mb=192, root_gb=2))
     assert driver.state(FIRST) == PowerState.SHUTDOWN
-    assert _image_info(driver.state_dir / FIRST / "disk")["virtual-size"] == 2 << 30
+    assert _image_info(guest_dir / "disk")["virtual-size"] == 2 << 30
+    assert (guest_dir / "before-resize" / "disk").exists()
+    driver.revert_resize(spec)  # the disks and sizes from before, as Nova's revert
+    assert _image_info(guest_dir / "disk")["virtual-size"] == 1 << 30
+    assert not (guest_dir / "before-resize").exists()
+    driver.resize(replace(spec, memory_mb=192, root_gb=2))
+    driver.confirm_resize(FIRST)
+    assert not (guest_dir / "before-resize").exists()
+    assert _image_info(guest_dir / "disk")["virtual-size"] == 2 << 30
 
     driver.power_on(FIRST)
     _wait_ready(driver, FIRST, 2)

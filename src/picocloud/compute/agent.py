@@ -54,7 +54,10 @@ DONE: dict[str, tuple[str, PowerState]] = {
     states.REBUILDING: (states.ACTIVE, PowerState.RUNNING),
     states.RESIZE_PREP: (states.RESIZED, PowerState.RUNNING),
     states.RESIZE_REVERTING: (states.ACTIVE, PowerState.RUNNING),
+    states.RESIZE_CONFIRMING: (states.ACTIVE, PowerState.RUNNING),
 }
+# Tasks after which a guest that does not run is a stopped server.
+ENDS_AS_IT_RUNS = (states.RESIZE_REVERTING, states.RESIZE_CONFIRMING, states.REBUILDING)
 FAILS_TO_ERROR = {states.SPAWNING, states.REBUILDING, states.RESIZE_PREP}
 SNAPSHOTS = (states.IMAGE_SNAPSHOT, states.IMAGE_BACKUP)  # tasks that fill a queued image
 
@@ -215,9 +218,14 @@ class HostAgent:
         elif task == states.REBUILDING and spec is not None:
             d.rebuild(spec, start=not was_stopped)
         elif task in (states.RESIZE_PREP, states.RESIZE_REVERTING) and spec is not None:
-            d.resize(spec)
+            if task == states.RESIZE_PREP:
+                d.resize(spec)
+            else:
+                d.revert_resize(spec)
             if was_running:  # a stopped server stays stopped through resize and revert
                 d.power_on(server_id)
+        elif task == states.RESIZE_CONFIRMING:
+            d.confirm_resize(server_id)
         elif task in SNAPSHOTS:
             self._take_snapshot(server_id, snapshot)
             if task == states.IMAGE_BACKUP and snapshot is not None:
@@ -240,13 +248,14 @@ class HostAgent:
                 else:
                     vm_state, power = DONE[task]
                     actual = self.driver.state(server_id)
-                    if (task in (states.RESIZE_REVERTING, states.REBUILDING)
-                            and actual != PowerState.RUNNING):
+                    if task in ENDS_AS_IT_RUNS and actual != PowerState.RUNNING:
                         vm_state = states.STOPPED
                     server.vm_state, server.task_state = vm_state, None
                     server.power_state = int(actual) or int(power)
                     if task == states.SPAWNING:
                         server.launched_at = now
+                    if task == states.RESIZE_CONFIRMING:
+                        server.old_flavor = None
                     if task == states.RESIZE_REVERTING and server.old_flavor:
                         server.flavor, server.flavor_id = (
                             server.old_flavor,

@@ -130,14 +130,8 @@ def resize(ctx: Ctx, server: Server, body: Any) -> Reply:
 
 def confirm_resize(ctx: Ctx, server: Server, body: Any) -> Reply:
     ctx.authorize({"target": {"project_id": server.project_id}}, rule=f"{P}servers:confirm_resize")
-    if server.vm_state != R:
-        raise Conflict(
-            f"Cannot 'confirmResize' instance {server.id} while it is in vm_state {server.vm_state}"
-        )
-    server.old_flavor = None
-    server.vm_state = A if server.power_state == 1 else S
-    server.updated_at = utcnow()
-    svc(ctx).record_action(server, "confirmResize", actor(ctx))
+    # The host drops the disks it kept for a revert, then the server is ACTIVE (or SHUTOFF).
+    svc(ctx).transition(server, "confirmResize", actor(ctx), (R,), states.RESIZE_CONFIRMING)
     return Reply(None, status=204)
 
 

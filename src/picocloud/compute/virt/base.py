@@ -105,7 +105,16 @@ class Hypervisor(Protocol):
         `start` is false (a stopped server stays stopped, as in Nova)."""
 
     def resize(self, spec: GuestSpec) -> None:
-        """Apply new vcpus/memory/disk sizes (disks only grow); the guest is left stopped."""
+        """Apply new vcpus/memory/disk sizes (disks only grow); the guest is left stopped.
+        The disks and sizes from before are kept until `confirm_resize` or `revert_resize`."""
+
+    def confirm_resize(self, uuid: str) -> None:
+        """Drop what `resize` kept for a revert (the guest is not disturbed)."""
+
+    def revert_resize(self, spec: GuestSpec) -> None:
+        """Back to the disks and sizes from before the last resize (changes made since are
+        lost, as in Nova); the guest is left stopped. `spec` (the old flavor's) is applied
+        if nothing was kept."""
 
     def snapshot(self, uuid: str, dest: Path) -> None:
         """Write a standalone qcow2 of the guest's root disk (no backing file) to `dest`."""

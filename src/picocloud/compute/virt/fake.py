@@ -65,6 +65,7 @@ class FakeGuest:
     power: PowerState = RUNNING
     console: list[str] = field(default_factory=list)
     boots: int = 0
+    before_resize: GuestSpec | None = None
 
 
 @register("fake")
@@ -200,12 +201,25 @@ class FakeDriver:
             self._enter("resize", spec.uuid)
             guest = self._guest(spec.uuid)
             old = guest.spec
+            guest.before_resize = old
             guest.spec = replace(
                 spec,
                 root_gb=max(spec.root_gb, old.root_gb),
                 ephemeral_gb=max(spec.ephemeral_gb, old.ephemeral_gb),
                 config_drive=old.config_drive,
             )
+            guest.power = SHUTDOWN
+
+    def confirm_resize(self, uuid: str) -> None:
+        with self._lock:
+            self._enter("confirm_resize", uuid)
+            self._guest(uuid).before_resize = None
+
+    def revert_resize(self, spec: GuestSpec) -> None:
+        with self._lock:
+            self._enter("revert_resize", spec.uuid)
+            guest = self._guest(spec.uuid)
+            guest.spec, guest.before_resize = guest.before_resize or spec, None
             guest.power = SHUTDOWN
 
     def snapshot(self, uuid: str, dest: Path) -> None:

@@ -56,6 +56,17 @@ def grow(image: Path, size: int) -> None:
         run(["qemu-img", "resize", "-q", "-f", "qcow2", image, str(size)])
 
 
+def sparse_copy(src: Path, dest: Path) -> None:
+    """`dest`: a copy of the file `src`, holes kept (a reflink where the filesystem can)."""
+    partial = dest.with_name(f".{dest.name}.partial")
+    try:
+        run(["cp", "--reflink=auto", "--sparse=always", "--", src, partial], timeout=3600)
+        partial.chmod(0o600)
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def standalone_copy(image: Path, dest: Path) -> None:
     """`dest`: a qcow2 with the contents of `image` and its backing chain, and no backing file."""
     partial = dest.with_name(f".{dest.name}.partial")

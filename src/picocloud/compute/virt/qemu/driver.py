@@ -552,13 +552,15 @@ class QemuDriver:
             log.info("guest %s: rebuilt", spec.uuid)
 
     def resize(self, spec: GuestSpec) -> None:
-        """Disks only grow: a smaller size (a resize revert) keeps the disk as it is."""
+        """Disks only grow. Copies of the disks and the spec are kept in `before-resize/`
+        for a revert (copies of qcow2 overlays: as large as what the guest wrote)."""
         files = self._existing(spec.uuid)
         with self._locked(spec.uuid):
             old = load_spec(files)
             spec = replace(spec, root_gb=max(spec.root_gb, old.root_gb))
             self._stop(files, self.shutdown_timeout)
             files.memory_state.unlink(missing_ok=True)
+            self._keep_for_revert(files)
             devices.grow(files.disk, spec.root_gb * GiB)
             if spec.ephemeral_gb > 0 or files.ephemeral.exists():
                 spec = replace(spec, ephemeral_gb=max(spec.ephemeral_gb, old.ephemeral_gb))
@@ -578,6 +580,41 @@ class QemuDriver:
                     devices.create_overlay(base, "raw", files.swap)
             save_spec(files, spec)
             log.info("guest %s: resized to %d vCPU, %d MiB", spec.uuid, spec.vcpus, spec.memory_mb)
+
+    def _keep_for_revert(self, files: GuestFiles) -> None:
+        kept = files.before_resize
+        shutil.rmtree(kept, ignore_errors=True)  # a resize confirmed by the database only
+        staging = kept.with_name(kept.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        for path in (files.disk, files.ephemeral, files.swap, files.spec):
+            if path.exists():
+                devices.sparse_copy(path, staging / path.name)
+        os.replace(staging, kept)
+
+    def confirm_resize(self, uuid: str) -> None:
+        files = self._files(uuid)
+        with self._locked(uuid):
+            shutil.rmtree(files.before_resize, ignore_errors=True)
+
+    def revert_resize(self, spec: GuestSpec) -> None:
+        files = self._existing(spec.uuid)
+        if not (files.before_resize / files.spec.name).exists():
+            self.resize(spec)  # nothing kept (a resize from before this existed): sizes only
+            self.confirm_resize(spec.uuid)
+            return
+        with self._locked(spec.uuid):
+            self._stop(files, self.shutdown_timeout)
+            files.memory_state.unlink(missing_ok=True)
+            kept = files.before_resize
+            for path in (files.disk, files.ephemeral, files.swap):
+                if (kept / path.name).exists():
+                    os.replace(kept / path.name, path)
+                else:
+                    path.unlink(missing_ok=True)  # made by the resize
+            os.replace(kept / files.spec.name, files.spec)
+            shutil.rmtree(kept, ignore_errors=True)
+            log.info("guest %s: resize reverted", spec.uuid)
 
     def snapshot(self, uuid: str, dest: Path) -> None:
         files = self._existing(uuid)

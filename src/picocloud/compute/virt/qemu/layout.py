@@ -39,6 +39,10 @@ class GuestFiles:
         return self.dir / "disk"  # the root disk: a qcow2 overlay on the cached base image
 
     @property
+    def before_resize(self) -> Path:
+        return self.dir / "before-resize"  # the disks and spec a resize revert goes back to
+
+    @property
     def ephemeral(self) -> Path:
         return self.dir / "disk.eph0"
 
