@@ -78,10 +78,19 @@ if [[ $service == compute ]]; then
   # What the cloud offers: the built-in image, the two small seeded flavors, the newest
   # microversion its version document advertises.
   mapfile -t found < <(OS_CLIENT_CONFIG_FILE=$clouds OS_CLOUD=picocloud "$python" - <<'EOF'
+import tempfile
 import openstack
 conn = openstack.connect()
 image = next(conn.image.images(name="tiny"), None)
 print(image.id if image else "")
+# Rebuild tests want a second image: the same bytes under another id, made once.
+alt = next(conn.image.images(name="tiny-alt"), None)
+if image and image.status == "active" and alt is None:
+    with tempfile.NamedTemporaryFile(suffix=".qcow2") as f:
+        conn.image.download_image(image, output=f.name)
+        alt = conn.create_image("tiny-alt", filename=f.name, disk_format="qcow2",
+                                container_format="bare", visibility="public", wait=True)
+print(alt.id if alt else "")
 print(next((f.id for f in conn.compute.flavors() if f.name == "p1.tiny"), ""))
 print(next((f.id for f in conn.compute.flavors() if f.name == "p1.small"), ""))
 url = conn.compute.get_endpoint().rstrip("/")
@@ -89,9 +98,10 @@ print(conn.session.get(url).json()["version"]["version"])
 EOF
 )
   TEMPEST_IMAGE_REF=${TEMPEST_IMAGE_REF:-${found[0]:-}}
-  TEMPEST_FLAVOR_REF=${TEMPEST_FLAVOR_REF:-${found[1]:-}}
-  TEMPEST_FLAVOR_REF_ALT=${TEMPEST_FLAVOR_REF_ALT:-${found[2]:-}}
-  TEMPEST_COMPUTE_MAX_MICROVERSION=${TEMPEST_COMPUTE_MAX_MICROVERSION:-${found[3]:-}}
+  TEMPEST_IMAGE_REF_ALT=${TEMPEST_IMAGE_REF_ALT:-${found[1]:-}}
+  TEMPEST_FLAVOR_REF=${TEMPEST_FLAVOR_REF:-${found[2]:-}}
+  TEMPEST_FLAVOR_REF_ALT=${TEMPEST_FLAVOR_REF_ALT:-${found[3]:-}}
+  TEMPEST_COMPUTE_MAX_MICROVERSION=${TEMPEST_COMPUTE_MAX_MICROVERSION:-${found[4]:-}}
   [[ -n $TEMPEST_IMAGE_REF ]] || { echo "no active 'tiny' image yet: wait for picocloud up" >&2; exit 1; }
 fi
 
