@@ -10,8 +10,13 @@ from tempest.lib.common.jsonschema_validator import FORMAT_CHECKER, JSONSCHEMA_V
 
 
 def valid(schema: dict[str, Any], r: httpx.Response) -> Any:
-    """Check a response as Tempest's rest client does: status, then body against the schema."""
+    """Check a response as Tempest's rest client does: status, body, then headers."""
     assert r.status_code in schema["status_code"], r.text
+    header_schema = schema.get("response_header")
+    if header_schema is not None:
+        headers = {k.lower(): v for k, v in r.headers.items()}
+        jsonschema.validate(headers, header_schema, cls=JSONSCHEMA_VALIDATOR,
+                            format_checker=FORMAT_CHECKER)  # fmt: skip
     body_schema = schema.get("response_body")
     if body_schema is None:
         assert not r.content, r.text

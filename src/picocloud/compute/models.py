@@ -112,6 +112,16 @@ class Server(Base):
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class ServerTag(Base):
+    """A server's tag (microversion 2.26); deleting the server deletes its tags."""
+
+    __tablename__ = "compute_server_tag"
+    server_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("compute_server.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(60), primary_key=True)
+
+
 class InstanceAction(Base):
     __tablename__ = "compute_instance_action"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -37,6 +37,11 @@ DEFAULT_RULES: dict[str, str] = {
     f"{P}server-metadata:update": MEMBER,
     f"{P}server-metadata:update_all": MEMBER,
     f"{P}server-metadata:delete": MEMBER,
+    f"{P}os-server-tags:index": READER,
+    f"{P}os-server-tags:show": READER,
+    **{f"{P}os-server-tags:{a}": MEMBER for a in (
+        "update", "update_all", "delete", "delete_all",
+    )},
     f"{P}os-instance-actions:list": READER,
     f"{P}os-instance-actions:show": READER,
     f"{P}os-instance-actions:events": ADMIN,

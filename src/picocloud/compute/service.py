@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
-from picocloud.compute import scheduler, states
+from picocloud.compute import scheduler, states, tags
 from picocloud.compute.errors import flavor_not_found, server_not_found
 from picocloud.compute.models import (
     Flavor,
@@ -262,6 +262,10 @@ class ServerService:
 
 
 def mark_deleted(server: Server) -> None:
+    """The server is gone: its row stays (soft delete, as Nova's), its tags do not."""
+    db = object_session(server)
+    assert db is not None, "a server is marked deleted inside its session"
+    tags.remove_all(db, server.id)
     now = utcnow()
     server.vm_state = states.DELETED
     server.task_state = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from picocloud.http import BaseCtx
+from picocloud.errors import NotFound
+from picocloud.http import BaseCtx, Ctx
 
 PREFIX = "/compute/v2.1"
 
@@ -36,3 +38,19 @@ def own_target(ctx: BaseCtx) -> dict[str, Any]:
 def at_least(ctx: BaseCtx, minor: int) -> bool:
     """The request's microversion is 2.`minor` or newer."""
     return ctx.version >= (2, minor)
+
+
+T = TypeVar("T")
+
+
+def since(minor: int, handler: Callable[[Ctx], T]) -> Callable[[Ctx], T]:
+    """`handler` for a route that exists from microversion 2.`minor`: below it the route
+    answers a bare 404, as Nova's versioned methods do, before any lookup or policy check."""
+
+    def versioned(ctx: Ctx) -> T:
+        if not at_least(ctx, minor):
+            raise NotFound("The resource could not be found.")
+        return handler(ctx)
+
+    versioned.__name__ = versioned.__qualname__ = handler.__name__
+    return versioned

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from picocloud.compute import states
+from picocloud.compute import states, tags
 from picocloud.compute.api.common import at_least, bookmark, links, project_target
 from picocloud.compute.hosts import is_up
 from picocloud.compute.models import Host, InstanceAction, Server
@@ -62,7 +62,11 @@ def usage_time(when: datetime | None) -> str | None:
     return when.strftime("%Y-%m-%dT%H:%M:%S.%f") if when else None
 
 
-def server_json(ctx: Ctx, s: Server, detail: bool = True) -> dict[str, Any]:
+def server_json(
+    ctx: Ctx, s: Server, detail: bool = True, tag_names: list[str] | None = None
+) -> dict[str, Any]:
+    """Nova's server view for the request's microversion; `tag_names` when the caller has
+    fetched them already (a listing fetches every server's in one query)."""
     body: dict[str, Any] = {"id": s.id, "name": s.name, "links": links(ctx, f"servers/{s.id}")}
     if not detail:
         return body
@@ -132,7 +136,7 @@ def server_json(ctx: Ctx, s: Server, detail: bool = True) -> dict[str, Any]:
     if at_least(ctx, 19):
         body["description"] = s.description
     if at_least(ctx, 26):
-        body["tags"] = []
+        body["tags"] = tag_names if tag_names is not None else tags.names(ctx.db, s.id)
     return body
 
 
@@ -234,6 +238,11 @@ def _listing(ctx: Ctx, detail: bool) -> dict[str, Any]:
             stmt = stmt.where(column == value.rstrip("/").rsplit("/", 1)[-1])
     if me.is_admin and ctx.q("host"):
         stmt = stmt.where(Server.host == ctx.q("host"))
+    if at_least(ctx, 26):
+        for key in tags.LIST_FILTERS:
+            value = ctx.q(key)
+            if value is not None:
+                stmt = stmt.where(tags.list_filter(key, value))
     rows = list(ctx.db.scalars(stmt.order_by(Server.created_at.desc(), Server.id)).all())
     statuses = ctx.query.getlist("status")
     if statuses:
@@ -272,7 +281,9 @@ def _listing(ctx: Ctx, detail: bool) -> dict[str, Any]:
                     "href": links(ctx, path)[0]["href"] + f"?limit={limit}&marker={rows[-1].id}",
                 }
             ]
-    body["servers"] = [server_json(ctx, s, detail) for s in rows]
+    with_tags = detail and at_least(ctx, 26)
+    by_server = tags.by_server(ctx.db, [s.id for s in rows]) if with_tags else {}
+    body["servers"] = [server_json(ctx, s, detail, by_server.get(s.id, [])) for s in rows]
     return body
 
 
