@@ -329,6 +329,50 @@ def test_tour(compute: Compute, tmp_path: Path) -> None:
     assert "no server found" in cloud.fail("server", "show", vm).message.lower()
 
 
+def test_backups_tags_and_resize_revert(compute: Compute) -> None:
+    """Rotated backups, server tags (2.26) and a resize revert that really goes back."""
+    cloud = compute.cloud
+    compute.ensure_flavor("m1.nano", 128)
+    compute.ensure_flavor("m1.nano2", 192)
+    vm = cloud.run("server", "create", "--flavor", "m1.nano", "--image", "tiny", "--nic",
+                   "none", "--wait", "vm2")["id"]
+    compute.seen.add(vm)
+    compute.wait_ready(vm, 1)
+
+    v226 = ("--os-compute-api-version", "2.26")
+    cloud.run(*v226, "server", "set", "--tag", "lab", "--tag", "room-1", "vm2")
+    assert sorted(cloud.run(*v226, "server", "show", "vm2")["tags"]) == ["lab", "room-1"]
+    tagged = cloud.run(*v226, "server", "list", "--tags", "room-1")
+    assert [row["ID"] for row in tagged] == [vm]
+
+    made = []
+    for n in (1, 2):  # rotation 1: the second backup replaces the first
+        backup = cloud.run("server", "backup", "create", "--name", f"vm2-backup-{n}",
+                           "--type", "daily", "--rotate", "1", "--wait", "vm2")
+        made.append(backup["id"])
+        compute.wait(vm, "ACTIVE")
+    backups = [i for i in cloud.run("image", "list") if i["Name"].startswith("vm2-backup")]
+    assert [i["ID"] for i in backups] == [made[1]]
+    props = cloud.run("image", "show", made[1])["properties"]
+    assert (props["image_type"], props["backup_type"], props["instance_uuid"]) == (
+        "backup", "daily", vm)
+
+    cloud.run("server", "resize", "--flavor", "m1.nano2", "vm2")
+    compute.wait(vm, "VERIFY_RESIZE")
+    assert qemu_memory_mb(vm) == 192
+    assert (compute.guests_dir / vm / "before-resize" / "disk").exists()
+    cloud.run("server", "resize", "revert", "vm2")
+    reverted = compute.wait(vm, "ACTIVE")
+    assert reverted["flavor"].startswith("m1.nano ")
+    assert qemu_memory_mb(vm) == 128  # the guest runs with the old flavor's RAM again
+    assert not (compute.guests_dir / vm / "before-resize").exists()
+    compute.wait_ready(vm, 3)
+
+    cloud.run("server", "delete", "--wait", "vm2")
+    cloud.run("image", "delete", made[1])
+    assert guest_processes(vm) == [] and not (compute.guests_dir / vm).exists()
+
+
 def test_quota_exceeded_is_403(compute: Compute) -> None:
     cloud = compute.cloud
     compute.ensure_flavor("m1.nano", 128)
