@@ -49,15 +49,21 @@ def make_cloud(tmp: Path, db_url: str = "", **overrides: Any) -> Cloud:
     return cloud
 
 
-@pytest.fixture(params=BACKENDS)
-def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cloud]:
+def backend_cloud(request: pytest.FixtureRequest, tmp: Path, **overrides: Any) -> Cloud:
+    """A cloud on the database the fixture's parameter names: SQLite in `tmp`, or a new
+    database in the throwaway PostgreSQL cluster."""
     db_url = ""
     if request.param == "postgresql":
         from pgcluster import create_database
 
         cluster = request.getfixturevalue("pg_cluster")
         db_url = create_database(cluster, "t_" + uuid.uuid4().hex[:12])
-    c = make_cloud(tmp_path, db_url)
+    return make_cloud(tmp, db_url, **overrides)
+
+
+@pytest.fixture(params=BACKENDS)
+def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cloud]:
+    c = backend_cloud(request, tmp_path)
     yield c
     c.close()
 

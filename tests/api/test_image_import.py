@@ -8,14 +8,13 @@ import hashlib
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import BACKENDS, Api, make_cloud
+from conftest import BACKENDS, Api, backend_cloud, make_cloud
 from picocloud.cloud import Cloud
 from webserver import Web
 
@@ -26,14 +25,8 @@ SIZE_CAP = 4 << 20
 
 @pytest.fixture(params=BACKENDS)
 def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cloud]:
-    db_url = ""
-    if request.param == "postgresql":
-        from pgcluster import create_database
-
-        db_url = create_database(request.getfixturevalue("pg_cluster"),
-                                 "t_" + uuid.uuid4().hex[:12])
-    c = make_cloud(tmp_path, db_url, image_stores="local:images,fast:fast-images",
-                   image_import_allowed_hosts="127.0.0.1", image_size_cap=SIZE_CAP)
+    c = backend_cloud(request, tmp_path, image_stores="local:images,fast:fast-images",
+                      image_import_allowed_hosts="127.0.0.1", image_size_cap=SIZE_CAP)
     yield c
     c.close()
 

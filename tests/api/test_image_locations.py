@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from test_image_api import project_token
 
-from conftest import BACKENDS, Api, make_cloud
+from conftest import BACKENDS, Api, backend_cloud, make_cloud
 from picocloud.cloud import Cloud
 from webserver import Web
 
@@ -25,14 +24,8 @@ DATA = bytes(range(256)) * 16
 
 @pytest.fixture(params=BACKENDS)
 def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cloud]:
-    db_url = ""
-    if request.param == "postgresql":
-        from pgcluster import create_database
-
-        db_url = create_database(request.getfixturevalue("pg_cluster"),
-                                 "t_" + uuid.uuid4().hex[:12])
-    c = make_cloud(tmp_path, db_url, image_locations=True,
-                   image_import_allowed_hosts="127.0.0.1")
+    c = backend_cloud(request, tmp_path, image_locations=True,
+                      image_import_allowed_hosts="127.0.0.1")
     yield c
     c.close()
 

@@ -218,7 +218,7 @@ def test_policy_reader_reads_member_writes(compute: Compute) -> None:
     c = compute
     owner, project = c.member("tag-owner")
     server_id = c.boot(owner)
-    reader = reader_in(c, project, "tag-reader")
+    reader, _ = c.member("tag-reader", "reader", project)
     valid(servers226.update_tag, put_tag(c, owner, server_id, "mine"))
     assert tag_list(c, reader, server_id) == ["mine"]
     assert call(c, "GET", f"/servers/{server_id}/tags/mine", reader).status_code == 204
@@ -228,19 +228,6 @@ def test_policy_reader_reads_member_writes(compute: Compute) -> None:
               call(c, "DELETE", f"/servers/{server_id}/tags", reader)):  # fmt: skip
         fault(r, 403, "forbidden")
     assert tag_list(c, owner, server_id) == ["mine"]
-
-
-def reader_in(c: Compute, project_id: str, name: str) -> str:
-    """A token of a new user holding only `reader` on `project_id`."""
-    api, v3 = c.api, "/identity/v3"
-    user = api.post(f"{v3}/users", c.admin,
-                    json={"user": {"name": name, "password": "pw"}}).json()["user"]  # fmt: skip
-    role_id = api.get(f"{v3}/roles?name=reader", c.admin).json()["roles"][0]["id"]
-    r = api.request("PUT", f"{v3}/projects/{project_id}/users/{user['id']}/roles/{role_id}",
-                    c.admin)  # fmt: skip
-    assert r.status_code == 204, r.text
-    project_name = api.get(f"{v3}/projects/{project_id}", c.admin).json()["project"]["name"]
-    return api.token(name, "pw", project_name)
 
 
 def test_tags_go_with_their_server(compute: Compute) -> None:

@@ -23,7 +23,7 @@ from tempest.lib.api_schema.response.compute.v2_1 import servers as servers21
 from tempest.lib.api_schema.response.compute.v2_9 import servers as servers29
 from tempest.lib.api_schema.response.compute.v2_26 import servers as servers226
 
-from conftest import BACKENDS, Api, make_cloud
+from conftest import BACKENDS, Api, backend_cloud
 from picocloud.cloud import Cloud
 from picocloud.compute.agent import HostAgent
 from picocloud.compute.flavors_seed import seed_flavors
@@ -109,29 +109,28 @@ class Compute:
         return self.call("POST", f"/servers/{server_id}/action", token,
                          json={action: payload})  # fmt: skip
 
-    def member(self, name: str, role: str = "member") -> tuple[str, str]:
-        """A new project with one user holding `role` there: (token, project id)."""
+    def member(self, name: str, role: str = "member",
+               project_id: str | None = None) -> tuple[str, str]:
+        """A new user holding `role` in a new project named `name` (or in `project_id`):
+        (token, project id)."""
         api, v3 = self.api, "/identity/v3"
-        project = api.post(f"{v3}/projects", self.admin,
-                           json={"project": {"name": name}}).json()["project"]  # fmt: skip
+        if project_id is None:
+            project = api.post(f"{v3}/projects", self.admin,
+                               json={"project": {"name": name}}).json()["project"]  # fmt: skip
+        else:
+            project = api.get(f"{v3}/projects/{project_id}", self.admin).json()["project"]
         user = api.post(f"{v3}/users", self.admin,
                         json={"user": {"name": name, "password": "pw"}}).json()["user"]  # fmt: skip
         role_id = api.get(f"{v3}/roles?name={role}", self.admin).json()["roles"][0]["id"]
         r = api.request("PUT", f"{v3}/projects/{project['id']}/users/{user['id']}/roles/{role_id}",
                         self.admin)  # fmt: skip
         assert r.status_code == 204, r.text
-        return api.token(name, "pw", name), str(project["id"])
+        return api.token(name, "pw", project["name"]), str(project["id"])
 
 
 @pytest.fixture(params=BACKENDS)
 def compute(request: pytest.FixtureRequest, tmp_path: Path, disk_image: Path) -> Iterator[Compute]:
-    db_url = ""
-    if request.param == "postgresql":
-        from pgcluster import create_database
-
-        cluster = request.getfixturevalue("pg_cluster")
-        db_url = create_database(cluster, "t_" + uuid.uuid4().hex[:12])
-    cloud = make_cloud(tmp_path, db_url, compute_driver="fake", compute_host=HOST)
+    cloud = backend_cloud(request, tmp_path, compute_driver="fake", compute_host=HOST)
     api = Api(cloud)
     try:
         with cloud.session() as db:

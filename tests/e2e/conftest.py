@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ import pytest
 BIN = Path(sys.executable).parent
 PICOCLOUD = BIN / "picocloud"
 OPENSTACK = BIN / "openstack"
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 CLI_TIMEOUT = 60.0
@@ -304,3 +306,21 @@ def cloud(picocloud_factory: PicocloudFactory) -> Iterator[Picocloud]:
     pc.start()
     yield pc
     pc.stop()
+
+
+def run_tempest(service: str, data_dir: Path, services: str | None = None
+                ) -> tuple[dict[str, int], list[str]]:
+    """`tools/tempest.sh SERVICE DATA_DIR` as an operator runs it (no OS_* variables):
+    the passed/failed/skipped counts it printed and the names of the failed tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    if services:
+        env["TEMPEST_SERVICES"] = services
+    out = subprocess.run(
+        [str(REPO / "tools" / "tempest.sh"), service, str(data_dir)],
+        capture_output=True, text=True, env=env, timeout=1800, check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    counts = {k: int(v) for k, v in re.findall(r"^(passed|failed|skipped): (\d+)$",
+                                                out.stdout, re.M)}
+    print(counts)
+    return counts, re.findall(r"^\{\d+\} (\S+) .*FAILED", out.stdout, re.M)

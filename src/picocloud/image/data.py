@@ -109,10 +109,7 @@ def _begin(ctx: StreamCtx, next_status: str) -> Any:
         db.refresh(image, with_for_update=True)
         ctx.authorize(_target(image))
         svc.begin_upload(image, next_status)
-        budget = settings.image_size_cap
-        if settings.image_quota_bytes:
-            budget = min(budget, settings.image_quota_bytes - svc.used_bytes(image.owner))
-        return image.disk_format or "", image.container_format or "", budget
+        return image.disk_format or "", image.container_format or "", svc.budget(image)
 
     return start
 

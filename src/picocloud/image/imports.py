@@ -170,9 +170,7 @@ def import_image(ctx: Ctx) -> Reply:
         if image.disk_format is None or image.container_format is None:
             raise BadRequest("Properties disk_format, container_format must be set prior to "
                              "importing data.")
-        budget = settings.image_size_cap
-        if settings.image_quota_bytes:
-            budget = min(budget, settings.image_quota_bytes - svc.used_bytes(image.owner))
+        budget = svc.budget(image)
     task_id = new_task(ctx, image, "api_image_import", {
         "image_id": image.id, "import_req": body, "backend": stores}).id if stores else ""
     props = {**image.properties, IMPORTING: ",".join(stores), FAILED: ",".join(

@@ -61,9 +61,6 @@ def add_location(ctx: Ctx) -> Reply:
     if image.disk_format is None or image.container_format is None:
         raise BadRequest("Properties disk_format, container_format must be set prior to "
                          "adding a location.")
-    budget = settings.image_size_cap
-    if settings.image_quota_bytes:
-        budget = min(budget, settings.image_quota_bytes - svc.used_bytes(image.owner))
     task = new_task(ctx, image, "location_import", {
         "image_id": image.id, "loc_url": url,
         "validation_data": body.get("validation_data") or {}})
@@ -72,7 +69,8 @@ def add_location(ctx: Ctx) -> Reply:
     image.updated_at = utcnow()
     ctx.db.commit()
     start(ctx.cloud, ImportJob(image.id, task.id, LOCATION, (), True, image.disk_format,
-                               image.container_format, url, budget, validation=validation))
+                               image.container_format, url, svc.budget(image),
+                               validation=validation))
     return Reply(None, status=202)
 
 

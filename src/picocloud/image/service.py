@@ -256,6 +256,14 @@ class ImageService:
         stmt = select(func.coalesce(func.sum(Image.size), 0)).where(Image.owner == owner)
         return int(self.db.scalar(stmt) or 0)
 
+    def budget(self, image: Image) -> int:
+        """How many bytes of data the image may take: the size cap, within what is left of
+        its project's quota."""
+        cap = self.settings.image_size_cap
+        if self.settings.image_quota_bytes:
+            cap = min(cap, self.settings.image_quota_bytes - self.used_bytes(image.owner))
+        return cap
+
     # -- members ---------------------------------------------------------------------------
     def add_member(self, image: Image, member_id: Any) -> ImageMember:
         if image.visibility != "shared":
