@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -647,3 +648,27 @@ def test_another_project_gets_404(compute: Compute) -> None:
     assert c.call("GET", "/servers", other).json()["servers"] == []
     assert c.show(owner, server_id)["status"] == "ACTIVE"
     assert c.show(owner, server_id)["metadata"] == {"a": "1"}
+
+
+def test_a_delete_during_a_snapshot_wins(compute: Compute) -> None:
+    """The snapshot that was running when the delete came must not undo the delete."""
+    c = compute
+    server_id = c.boot(c.admin, "snapped-then-deleted")
+    entered, release = threading.Event(), threading.Event()
+    snapshot = c.driver.snapshot
+
+    def slow_snapshot(uuid: str, dest: Path) -> None:
+        entered.set()
+        release.wait(WAIT)
+        snapshot(uuid, dest)
+
+    c.driver.snapshot = slow_snapshot  # type: ignore[method-assign]
+    assert c.act(c.admin, server_id, "createImage", {"name": "late-snap"}).status_code == 202
+    assert entered.wait(WAIT)
+    assert c.call("DELETE", f"/servers/{server_id}", c.admin).status_code == 204
+    release.set()
+    deadline = time.monotonic() + WAIT
+    while (r := c.call("GET", f"/servers/{server_id}", c.admin)).status_code != 404:
+        assert r.status_code == 200 and time.monotonic() < deadline, r.text
+        time.sleep(0.05)
+    assert server_id not in c.driver.guests_

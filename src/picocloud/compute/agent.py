@@ -240,7 +240,12 @@ class HostAgent:
             if server is None:
                 return
             now = utcnow()
-            if error is None:
+            if server.task_state != task:
+                # Superseded while it ran: a delete (or an admin's reset-state) came in; the
+                # new task's state stands, and the agent carries it out next.
+                if error is not None and task in SNAPSHOTS:
+                    unwanted = self._drop_unfilled_image(db, server)
+            elif error is None:
                 if task == states.DELETING:
                     mark_deleted(server)
                 elif task in SNAPSHOTS:
@@ -278,7 +283,8 @@ class HostAgent:
                         self.driver.destroy(server_id)
                 elif task == states.DELETING:
                     server.vm_state = states.ERROR
-            server.task_args = None
+            if server.task_state is None or server.task_state == task:
+                server.task_args = None
             server.updated_at = now
             self._record_event(db, server_id, task, started, error, tb)
             db.commit()
