@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,10 @@ def test_import_tasks_are_listed_with_their_request(api: Api, admin_token: str) 
     assert task["request_id"] == r.headers["x-openstack-request-id"]
     assert task["input"]["import_req"]["method"]["name"] == "glance-direct"
     assert show(api, admin_token, image["id"])["status"] == "active"
+    listed = api.get(f"{V2}/tasks", admin_token).json()["tasks"]
+    assert [t["id"] for t in listed] == [task["id"]] and "input" not in listed[0]
+    whole = api.get(f"{V2}/tasks/{task['id']}", admin_token).json()
+    assert whole["input"]["import_req"]["method"]["name"] == "glance-direct"
+    assert api.get(f"{V2}/tasks/{uuid.uuid4()}", admin_token).status_code == 404
+    member = project_token(api, admin_token, "tasklooker")
+    assert api.get(f"{V2}/tasks", member).status_code == 403

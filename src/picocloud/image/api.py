@@ -115,11 +115,6 @@ def get_schema(ctx: Ctx) -> dict[str, Any]:
     return schemas.SCHEMAS[name]
 
 
-def list_tasks(ctx: Ctx) -> dict[str, Any]:
-    ctx.authorize()
-    return {"tasks": [], "first": "/v2/tasks", "schema": "/v2/schemas/tasks"}
-
-
 def create_task(ctx: Ctx) -> Reply:
     """Tasks import from URLs; picocloud fetches nothing from the network, so it refuses."""
     ctx.authorize()
@@ -298,7 +293,6 @@ ROUTES = [
     Route("GET", "/v2", versions, auth=False),
     Route("GET", "/v2/", versions, auth=False),
     Route("GET", "/v2/schemas/{name}", get_schema, "get_image_schema"),
-    Route("GET", "/v2/tasks", list_tasks, "get_tasks"),
     Route("POST", "/v2/tasks", create_task, "add_task"),
     Route("POST", "/v2/images", create_image, "add_image"),
     Route("GET", "/v2/images", list_images, "get_images"),

@@ -35,6 +35,7 @@ DEFAULT_RULES: dict[str, str] = {
     "modify_member": "role:admin or (role:member and project_id:%(target.member_id)s)",
     "get_image_schema": "@",
     "get_tasks": "role:admin",
+    "get_task": "role:admin",
     "add_task": "role:admin",
 }
 

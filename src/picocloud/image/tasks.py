@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from picocloud.errors import NotFound
 from picocloud.http import Ctx, Route
 from picocloud.image.access import caller as _caller
 from picocloud.image.access import target as _target
@@ -87,4 +88,32 @@ def image_tasks(ctx: Ctx) -> dict[str, Any]:
     return {"tasks": [task_json(t) for t in rows if t.expires_at is None or t.expires_at > now]}
 
 
-ROUTES = [Route("GET", "/v2/images/{image_id}/tasks", image_tasks, "get_image")]
+def list_tasks(ctx: Ctx) -> dict[str, Any]:
+    """`GET /v2/tasks` (admins): every unexpired task, newest first, in Glance's short form."""
+    ctx.authorize()
+    now = utcnow()
+    rows = ctx.db.scalars(select(ImageTask).order_by(ImageTask.created_at.desc())).all()
+    short = ("id", "type", "status", "owner", "created_at", "updated_at", "expires_at")
+    return {
+        "tasks": [{**{k: v for k, v in task_json(t).items() if k in short},
+                   "self": f"/v2/tasks/{t.id}", "schema": "/v2/schemas/task"}
+                  for t in rows if t.expires_at is None or t.expires_at > now],
+        "first": "/v2/tasks",
+        "schema": "/v2/schemas/tasks",
+    }
+
+
+def get_task(ctx: Ctx) -> dict[str, Any]:
+    """`GET /v2/tasks/{id}` (admins): one task, whole."""
+    ctx.authorize()
+    task = ctx.db.get(ImageTask, ctx.params["task_id"])
+    if task is None:
+        raise NotFound(f"Task with identifier {ctx.params['task_id']} not found")
+    return {**task_json(task), "self": f"/v2/tasks/{task.id}", "schema": "/v2/schemas/task"}
+
+
+ROUTES = [
+    Route("GET", "/v2/images/{image_id}/tasks", image_tasks, "get_image"),
+    Route("GET", "/v2/tasks", list_tasks, "get_tasks"),
+    Route("GET", "/v2/tasks/{task_id}", get_task, "get_task"),
+]
