@@ -27,12 +27,10 @@ import os
 import platform
 import re
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from procstat import CLK_TCK, HOST, cpu_seconds, free_port, machine_cpu
+from cloudproc import CloudProcess
+from procstat import CLK_TCK, HOST, cpu_seconds, machine_cpu
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
@@ -56,72 +55,26 @@ POLL = 0.5  # seconds between polling rounds
 MiB = 1 << 20
 
 
-
 # -- the cloud under test --------------------------------------------------------------------
 
 
-class Picocloud:
-    """`picocloud up` in a subprocess with a temporary data dir, and a small JSON client."""
+class Picocloud(CloudProcess):
+    """The cloud under test, with an admin token and a small JSON client."""
 
     def __init__(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="picocloud-bench-boot-"))
-        self.data = self.tmp / "data"
-        self.port = free_port()
-        self.log = self.tmp / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__({
+            "PICOCLOUD_PASSWORD_HASH_ROUNDS": "4",
+            # 40 one-vCPU servers on a 2-core host: the default ratio (4.0) places 8.
+            "PICOCLOUD_CPU_ALLOCATION_RATIO": "64",
+        }, prefix="picocloud-bench-boot-")  # fmt: skip
         self.token = ""
         self.project_id = ""
         self._local = threading.local()
 
     def start(self, timeout: float = 120) -> None:
-        env = {
-            **os.environ,
-            "PICOCLOUD_WRITE_USER_CLOUDS_YAML": "0",
-            "PICOCLOUD_PASSWORD_HASH_ROUNDS": "4",
-            # 40 one-vCPU servers on a 2-core host: the default ratio (4.0) places 8.
-            "PICOCLOUD_CPU_ALLOCATION_RATIO": "64",
-        }
-        argv = [
-            str(REPO / ".venv" / "bin" / "picocloud"), "up",
-            "--data-dir", str(self.data), "--host", HOST, "--port", str(self.port),
-        ]  # fmt: skip
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"picocloud up exited {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if self.call("GET", "/healthz")[0] == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"picocloud up not healthy after {timeout:.0f} s:\n{self.tail()}")
-        password = (self.data / "admin-password").read_text().strip()
-        auth = {"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": "admin", "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}},
-        }}  # fmt: skip
-        status, headers, body = self.call("POST", "/identity/v3/auth/tokens", auth)
-        if status != 201:
-            raise RuntimeError(f"token: {status} {body}")
-        self.token = headers["x-subject-token"]
-        self.project_id = body["token"]["project"]["id"]
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        super().start(timeout)
+        token = self.issue_token()
+        self.token, self.project_id = token.id, token.project_id
 
     def _conn(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
@@ -167,21 +120,6 @@ class Picocloud:
         if status != expect:
             raise RuntimeError(f"{method} {path}: {status} {reply}")
         return reply
-
-    def stop(self) -> int | None:
-        """SIGINT, as Ctrl-C would; escalate only if the server does not exit."""
-        code: int | None = None
-        if self.proc is not None and self.proc.poll() is None:
-            for sig, wait in ((signal.SIGINT, 20.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-                self.proc.send_signal(sig)
-                try:
-                    code = self.proc.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        elif self.proc is not None:
-            code = self.proc.returncode
-        return code
 
 
 # -- host processes --------------------------------------------------------------------------
@@ -717,12 +655,12 @@ def cleanup(cloud: Picocloud) -> int | None:
             delete_all(cloud, timeout=300)
         except Exception as exc:  # cleanup goes on whatever failed
             print(f"  warning: cleanup through the API failed: {exc}", file=sys.stderr)
-    code = cloud.stop()
+    code = cloud.stop(grace=20.0)
     for p in guest_processes(cloud.data):
         print(f"  warning: killing leftover {p.kind} {p.pid}", file=sys.stderr)
         with contextlib.suppress(ProcessLookupError):
             os.kill(p.pid, signal.SIGKILL)
-    shutil.rmtree(cloud.tmp, ignore_errors=True)
+    cloud.remove()
     return code
 
 

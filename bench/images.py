@@ -15,34 +15,29 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
 import platform
 import shlex
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from procstat import HOST, cpu_seconds, free_port, machine_cpu
+from cloudproc import CloudProcess
+from procstat import HOST, cpu_seconds, machine_cpu
 
 REPO = Path(__file__).resolve().parent.parent
+# The picocloud of this interpreter: describe_machine says where it imports picocloud from.
 PICOCLOUD = Path(sys.executable).parent / "picocloud"
 MiB = 1 << 20
 CHUNK = MiB  # client read/write size, the same as the server's
 
 
 # -- /proc readings --------------------------------------------------------------------------
-
-
 
 
 def status_bytes(pid: int, field_name: str) -> int:
@@ -103,97 +98,6 @@ class Watch:
         return max(self.rss_peak, self.hwm)
 
 
-# -- the server ------------------------------------------------------------------------------
-
-
-
-class Server:
-    """One `picocloud up` in a temp dir, without the built-in tiny image."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.data = root / "data"
-        self.log = root / "picocloud.log"
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PICOCLOUD_")}
-        env |= {"PICOCLOUD_WRITE_USER_CLOUDS_YAML": "0", "PICOCLOUD_IMAGE_BUILTIN_TINY": "0"}
-        argv = [str(PICOCLOUD), "up", "--data-dir", str(self.data), "--port", str(self.port)]
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"picocloud up exited {self.proc.returncode}:\n{self.tail()}")
-            try:
-                if self.request("GET", "/healthz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"picocloud up not healthy after {timeout:.0f} s:\n{self.tail()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(HOST, self.port, timeout=600, blocksize=CHUNK)
-
-    def request(self, method: str, path: str, token: str = "", body: Any = None
-                ) -> tuple[int, dict[str, str], bytes]:
-        conn = self.connection()
-        try:
-            headers = {"X-Auth-Token": token} if token else {}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-        finally:
-            conn.close()
-
-    def admin_token(self) -> str:
-        password = (self.data / "admin-password").read_text().strip()
-        domain = {"id": "default"}
-        auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": "admin", "domain": domain, "password": password}}},
-            "scope": {"project": {"name": "admin", "domain": domain}}}}
-        status, headers, body = self.request("POST", "/identity/v3/auth/tokens", body=auth)
-        if status != 201:
-            raise RuntimeError(f"token issue failed: {status} {body[:300]!r}")
-        return headers["x-subject-token"]
-
-    def stop(self) -> int | None:
-        """SIGINT, as Ctrl-C would; escalate only if the server does not exit."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        for sig, wait in ((signal.SIGINT, 15.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            self.proc.send_signal(sig)
-            try:
-                code = self.proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-            if sig != signal.SIGINT:
-                print(f"  warning: server needed {sig.name} to stop", file=sys.stderr)
-            return code
-        return None
-
-
 # -- the phases ------------------------------------------------------------------------------
 
 
@@ -251,9 +155,9 @@ def copy_phase(source: Path, dest: Path) -> tuple[float, float]:
     return cp, time.perf_counter() - t0
 
 
-def upload_phase(server: Server, token: str, image_id: str, source: Path) -> Watch:
+def upload_phase(server: CloudProcess, token: str, image_id: str, source: Path) -> Watch:
     size = source.stat().st_size
-    conn = server.connection()
+    conn = server.connection(blocksize=CHUNK)
     try:
         with Watch(server.pid) as watch, source.open("rb") as fh:
             conn.request("PUT", f"/image/v2/images/{image_id}/file", body=fh, headers={
@@ -268,8 +172,10 @@ def upload_phase(server: Server, token: str, image_id: str, source: Path) -> Wat
     return watch
 
 
-def download_phase(server: Server, token: str, image_id: str, dest: Path) -> tuple[Watch, str]:
-    conn = server.connection()
+def download_phase(
+    server: CloudProcess, token: str, image_id: str, dest: Path
+) -> tuple[Watch, str]:
+    conn = server.connection(blocksize=CHUNK)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     try:
@@ -286,7 +192,7 @@ def download_phase(server: Server, token: str, image_id: str, dest: Path) -> tup
     return watch, resp.getheader("Content-MD5") or ""
 
 
-def run_round(server: Server, token: str, source: Path, md5: str) -> Round:
+def run_round(server: CloudProcess, token: str, source: Path, md5: str) -> Round:
     rnd = Round()
     copy, back = source.with_name("cp-copy.raw"), source.with_name("downloaded.raw")
     try:
@@ -409,15 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.size_mib < 1 or args.rounds < 1:
         parser.error("need --size-mib >= 1 and --rounds >= 1")
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
-    root = Path(tempfile.mkdtemp(prefix="picocloud-bench-images-", dir=args.dir))
-    machine = describe_machine(root)
-    server = Server(root)
+    # Without the built-in tiny image, and none of this shell's PICOCLOUD_* settings.
+    server = CloudProcess({"PICOCLOUD_IMAGE_BUILTIN_TINY": "0"},
+                          prefix="picocloud-bench-images-", parent=args.dir, binary=PICOCLOUD,
+                          inherit_settings=False)  # fmt: skip
+    machine = describe_machine(server.tmp)
     result: Result | None = None
     try:
-        print(f"starting picocloud up on {HOST}:{server.port} in {root}", file=sys.stderr)
-        server.start()
-        token = server.admin_token()
-        source = root / "source.raw"
+        print(f"starting picocloud up on {HOST}:{server.port} in {server.tmp}", file=sys.stderr)
+        server.start(timeout=60)
+        token = server.issue_token().id
+        source = server.tmp / "source.raw"
         print(f"writing {args.size_mib} MiB to {source}", file=sys.stderr)
         md5 = write_source(source, args.size_mib * MiB)
         if source.stat().st_dev != server.data.stat().st_dev:
@@ -437,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         code = server.stop()
         if result is not None:
             result.exit_code = code
-        shutil.rmtree(root, ignore_errors=True)
+        server.remove()
     report(result, command, machine)
     return 0
 

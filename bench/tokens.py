@@ -15,13 +15,11 @@ import os
 import platform
 import queue
 import shlex
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,10 +29,10 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-from procstat import HOST, cpu_times, free_port, machine_cpu
+from cloudproc import TOKENS_PATH, CloudProcess, password_auth
+from procstat import HOST, cpu_times, machine_cpu
 
 REPO = Path(__file__).resolve().parent.parent
-TOKENS_PATH = "/identity/v3/auth/tokens"
 
 
 # -- a minimal HTTP/1.1 keep-alive client ----------------------------------------------------
@@ -83,20 +81,6 @@ def http_request(
         lines += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
-
-
-def password_auth(password: str) -> dict[str, Any]:
-    """A project-scoped password auth document for admin, as `openstack token issue` sends."""
-    domain = {"id": "default"}
-    return {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {"user": {"name": "admin", "domain": domain, "password": password}},
-            },
-            "scope": {"project": {"name": "admin", "domain": domain}},
-        }
-    }
 
 
 # -- client worker processes -----------------------------------------------------------------
@@ -168,8 +152,6 @@ def client_worker(
 # -- /proc readings --------------------------------------------------------------------------
 
 
-
-
 def memory_mib(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM from /proc/PID/status and Pss from smaps_rollup, in MiB."""
     out: dict[str, float] = {}
@@ -184,86 +166,6 @@ def memory_mib(pid: int) -> dict[str, float]:
     except OSError:
         pass
     return out
-
-
-# -- the server under test -------------------------------------------------------------------
-
-
-
-class Server:
-    """`picocloud up` in a subprocess with a temporary data dir; stopped with SIGINT."""
-
-    def __init__(self, rounds: int) -> None:
-        self.rounds = rounds
-        self.tmp = Path(tempfile.mkdtemp(prefix="picocloud-bench-"))
-        self.port = free_port()
-        self.log = self.tmp / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 120) -> None:
-        env = {
-            **os.environ,
-            "PICOCLOUD_WRITE_USER_CLOUDS_YAML": "0",
-            "PICOCLOUD_PASSWORD_HASH_ROUNDS": str(self.rounds),
-        }
-        argv = [
-            str(REPO / ".venv" / "bin" / "picocloud"), "up",
-            "--data-dir", str(self.tmp / "data"), "--host", HOST, "--port", str(self.port),
-        ]
-        # A session of its own: Ctrl-C reaches only this script, which then stops the server;
-        # and with sched_autogroup the server's CPU share does not include the clients'.
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"picocloud up exited {self.proc.returncode}:\n{self.tail()}")
-            try:
-                conn = Connection(self.port)
-                status, _, _ = conn.call(http_request("GET", "/healthz", self.port))
-                conn.close()
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"picocloud up not healthy after {timeout:.0f} s:\n{self.tail()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def password(self) -> str:
-        return (self.tmp / "data" / "admin-password").read_text().strip()
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> int | None:
-        """SIGINT, as Ctrl-C would; escalate only if the server does not exit."""
-        code: int | None = None
-        if self.proc is not None and self.proc.poll() is None:
-            for sig, wait in ((signal.SIGINT, 15.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-                self.proc.send_signal(sig)
-                try:
-                    code = self.proc.wait(wait)
-                    if sig != signal.SIGINT:
-                        print(f"  warning: server needed {sig.name} to stop", file=sys.stderr)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        elif self.proc is not None:
-            code = self.proc.returncode
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        return code
 
 
 # -- one load phase --------------------------------------------------------------------------
@@ -295,7 +197,7 @@ class Phase:
 
 
 def run_phase(
-    name: str, server: Server, request: bytes, expect: int, clients: int, seconds: float
+    name: str, server: CloudProcess, request: bytes, expect: int, clients: int, seconds: float
 ) -> Phase:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(clients + 1)
@@ -322,7 +224,7 @@ def run_phase(
 
 def _measure(
     name: str,
-    server: Server,
+    server: CloudProcess,
     workers: list[BaseProcess],
     barrier: Barrier,
     out: Queue[WorkerResult],
@@ -391,26 +293,18 @@ def bcrypt_seconds(rounds: int) -> float:
     return statistics.median(samples)
 
 
-def issue_token(conn: Connection, port: int, password: str) -> str:
-    status, headers, body = conn.call(
-        http_request("POST", TOKENS_PATH, port, body=password_auth(password))
-    )
-    if status != 201:
-        raise RuntimeError(f"token issue failed: {status} {body[:300]!r}")
-    return headers["x-subject-token"]
-
-
 def run_server(rounds: int, clients: int, seconds: float) -> Run:
     run = Run(rounds=rounds, hash_seconds=bcrypt_seconds(rounds))
-    server = Server(rounds)
+    server = CloudProcess({"PICOCLOUD_PASSWORD_HASH_ROUNDS": str(rounds)},
+                          prefix="picocloud-bench-tokens-")  # fmt: skip
     print(f"cost {rounds}: starting picocloud up on {HOST}:{server.port} in {server.tmp}",
           file=sys.stderr, flush=True)
     try:
         server.start()
         port = server.port
+        admin = server.issue_token().id
+        subject = server.issue_token().id
         conn = Connection(port)
-        admin = issue_token(conn, port, server.password)
-        subject = issue_token(conn, port, server.password)
         validate = http_request(
             "GET", TOKENS_PATH, port, {"X-Auth-Token": admin, "X-Subject-Token": subject}
         )
@@ -444,6 +338,7 @@ def run_server(rounds: int, clients: int, seconds: float) -> Run:
         raise
     finally:
         run.exit_code = server.stop()
+        server.remove()
     return run
 
 
