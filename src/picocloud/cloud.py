@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from picocloud.compute.virt.base import Hypervisor
 
 IDENTITY_PREFIX = "identity_"
+T = TypeVar("T")
 
 
 def _touches_identity(objs: Any) -> bool:
@@ -92,6 +93,18 @@ class Cloud:
     def session(self) -> Iterator[Session]:
         with self.sessions() as s:
             yield s
+
+    def transaction(self, fn: Callable[[Session], T]) -> T:
+        """`fn(db)` in its own session, committed (rolled back if it raises)."""
+        with self.session() as db:
+            try:
+                result = fn(db)
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+        self.after_commit(db)
+        return result
 
     def _install_write_tracking(self) -> None:
         """Mark sessions that write identity rows; they bump the shared generation on commit."""

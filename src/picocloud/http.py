@@ -133,18 +133,7 @@ class StreamCtx(BaseCtx):
     the database only through `call`, each call one transaction in a worker thread."""
 
     async def call(self, fn: Callable[[Session], T]) -> T:
-        return await anyio.to_thread.run_sync(self._in_session, fn)
-
-    def _in_session(self, fn: Callable[[Session], T]) -> T:
-        with self.cloud.session() as db:
-            try:
-                result = fn(db)
-                db.commit()
-            except BaseException:
-                db.rollback()
-                raise
-        self.cloud.after_commit(db)
-        return result
+        return await anyio.to_thread.run_sync(self.cloud.transaction, fn)
 
 
 def validate(model: type[BaseModel], body: Any, key: str | None = None) -> Any:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from picocloud.cloud import Cloud
-from picocloud.image.data import CHUNK, inspect
+from picocloud.image.data import CHUNK, inspect, publish
 from picocloud.image.datastore import FileUpload
 from picocloud.image.models import Image
-from picocloud.image.service import utcnow
 
 
 def copy_into_store(
@@ -38,17 +39,12 @@ def publish_file(cloud: Cloud, image_id: str, source: Path) -> None:
             return
         formats = (image.disk_format or "qcow2", image.container_format or "bare")
     upload, virtual_size = copy_into_store(cloud, image_id, source, formats)
-    with cloud.session() as db:
+
+    def finish(db: Session) -> bool:
         image = db.get(Image, image_id)
-        if image is None:  # deleted meanwhile
-            cloud.images.delete(image_id)
-            return
-        image.size = upload.size
-        image.checksum = upload.md5
-        image.os_hash_algo = "sha512"
-        image.os_hash_value = upload.sha512
-        image.virtual_size = virtual_size
-        image.status = "active"
-        image.updated_at = utcnow()
-        db.commit()
-    cloud.after_commit(db)
+        if image is not None:
+            publish(image, upload, virtual_size)
+        return image is not None
+
+    if not cloud.transaction(finish):  # deleted meanwhile
+        cloud.images.delete(image_id)

@@ -265,18 +265,6 @@ def start(cloud: Cloud, job: ImportJob) -> threading.Thread:
     return thread
 
 
-def _tx(cloud: Cloud, fn: Any) -> Any:
-    with cloud.session() as db:
-        try:
-            result = fn(db)
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
-    cloud.after_commit(db)
-    return result
-
-
 def _mine(db: Session, job: ImportJob) -> Image | None:
     """The image, locked, while `job` is still its import (not deleted, not abandoned)."""
     image = db.get(Image, job.image_id)
@@ -300,7 +288,7 @@ def _progress(cloud: Cloud, job: ImportJob, store_id: str, ok: bool) -> None:
         image.properties = props
         image.updated_at = utcnow()
 
-    _tx(cloud, update)
+    cloud.transaction(update)
 
 
 class Heartbeat:
@@ -315,7 +303,7 @@ class Heartbeat:
     def __call__(self, now: bool = False) -> None:
         if now or time.monotonic() >= self.due:
             self.due = time.monotonic() + BEAT
-            _tx(self.cloud, self._touch)
+            self.cloud.transaction(self._touch)
 
     def writer(self, upload: Upload) -> Callable[[bytes], None]:
         def write(chunk: bytes) -> None:
@@ -417,12 +405,13 @@ def _run(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
     kept = written if written and (complete or not job.must_succeed) else []
     # Clean up before the image can take new data; not if the import was abandoned meanwhile
     # (the files may be a new import's by now) or the image deleted (all goes, below).
-    if _tx(cloud, lambda db: _mine(db, job) is not None):
+    if cloud.transaction(lambda db: _mine(db, job) is not None):
         for store_id in set(written) - set(kept):
             images.delete(job.image_id, store_id)
         if job.method != "copy-image":
             images.drop_staging(job.image_id)
-    if _tx(cloud, lambda db: _finish(db, job, kept, first, virtual_size, error)) == "deleted":
+    outcome = cloud.transaction(lambda db: _finish(db, job, kept, first, virtual_size, error))
+    if outcome == "deleted":
         images.delete(job.image_id)
 
 
@@ -449,7 +438,7 @@ def _run_location(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
     except (ApiError, FetchFailed, RefusedURI, OSError, ValueError) as exc:
         log.warning("image %s: location import of %s failed: %s", job.image_id, job.uri, exc)
         error = str(exc)
-    if _tx(cloud, lambda db: _mine(db, job) is not None):
+    if cloud.transaction(lambda db: _mine(db, job) is not None):
         images.drop_staging(job.image_id)
 
     def finish(db: Session) -> bool:
@@ -470,7 +459,7 @@ def _run_location(cloud: Cloud, job: ImportJob, beat: Heartbeat) -> None:
         image.updated_at = utcnow()
         return False
 
-    if _tx(cloud, finish):  # the image was deleted meanwhile: nothing of it may stay
+    if cloud.transaction(finish):  # the image was deleted meanwhile: nothing of it may stay
         images.delete(job.image_id)
 
 
