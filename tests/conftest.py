@@ -88,6 +88,24 @@ class Api:
     def post(self, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
         return self.request("POST", path, token, **kw)
 
+    def member(self, admin: str, name: str, role: str = "member",
+               project_id: str | None = None) -> tuple[str, str, str]:
+        """A new user `name` (password "pw") holding `role` in a new project `name` (or in
+        `project_id`): (its token, the project id, the user id)."""
+        v3 = "/identity/v3"
+        if project_id is None:
+            project = self.post(f"{v3}/projects", admin,
+                                json={"project": {"name": name}}).json()["project"]
+        else:
+            project = self.get(f"{v3}/projects/{project_id}", admin).json()["project"]
+        user = self.post(f"{v3}/users", admin,
+                         json={"user": {"name": name, "password": "pw"}}).json()["user"]
+        role_id = self.get(f"{v3}/roles?name={role}", admin).json()["roles"][0]["id"]
+        r = self.request("PUT", f"{v3}/projects/{project['id']}/users/{user['id']}/roles/"
+                         f"{role_id}", admin)
+        assert r.status_code == 204, r.text
+        return self.token(name, "pw", project["name"]), str(project["id"]), str(user["id"])
+
     def token(self, user: str = "admin", password: str | None = None,
                     project: str | None = "admin", domain: str | None = None,
                     system: bool = False) -> str:

@@ -52,17 +52,6 @@ def mv(version: str) -> dict[str, str]:
 
 
 
-def project_token(api: Api, admin: str, name: str, role: str = "member") -> tuple[str, str, str]:
-    """A new project with one user holding `role` there: (token, project id, user id)."""
-    v3 = "/identity/v3"
-    project = api.post(f"{v3}/projects", admin, json={"project": {"name": name}}).json()["project"]
-    user = api.post(f"{v3}/users", admin, json={"user": {"name": name, "password": "pw"}}).json()[
-        "user"]
-    role_id = api.get(f"{v3}/roles?name={role}", admin).json()["roles"][0]["id"]
-    api.request("PUT", f"{v3}/projects/{project['id']}/users/{user['id']}/roles/{role_id}", admin)
-    return api.token(name, "pw", name), project["id"], user["id"]
-
-
 @pytest.fixture
 def seeded(api: Api) -> None:
     with api.cloud.session() as db:
@@ -126,7 +115,7 @@ def test_flavor_lists_per_microversion(api: Api, admin_token: str, seeded: None)
 
 
 def test_flavor_create_delete_and_private_access(api: Api, admin_token: str) -> None:
-    member, project_id, _ = project_token(api, admin_token, "fl")
+    member, project_id, _ = api.member(admin_token, "fl")
     body = {"flavor": {"name": "m1.nano", "vcpus": 1, "ram": 128, "disk": 1, "id": None,
                        "OS-FLV-EXT-DATA:ephemeral": 0, "swap": 0, "rxtx_factor": 1.0,
                        "os-flavor-access:is_public": True}}
@@ -185,7 +174,7 @@ def test_flavor_create_delete_and_private_access(api: Api, admin_token: str) -> 
 
 
 def test_flavor_extra_specs(api: Api, admin_token: str, seeded: None) -> None:
-    member, _, _ = project_token(api, admin_token, "es")
+    member, _, _ = api.member(admin_token, "es")
     specs = {"hw:cpu_policy": "shared", "hw:numa_nodes": "1"}
     r = api.post(f"{C}/flavors/42/os-extra_specs", admin_token, json={"extra_specs": specs})
     assert valid(specs21.set_get_flavor_extra_specs, r) == {"extra_specs": specs}
@@ -277,7 +266,7 @@ def test_keypair_import_generate_and_versions(api: Api, admin_token: str) -> Non
 
 
 def test_keypairs_belong_to_their_user(api: Api, admin_token: str) -> None:
-    member, project_id, user_id = project_token(api, admin_token, "kp")
+    member, project_id, user_id = api.member(admin_token, "kp")
     line = openssh(ed25519.Ed25519PrivateKey.generate())
     api.post(f"{C}/os-keypairs", admin_token, json={"keypair": {"name": "adm", "public_key": line}})
     r = api.post(f"{C}/os-keypairs", member, json={"keypair": {"name": "mine",
@@ -307,7 +296,7 @@ def test_keypairs_belong_to_their_user(api: Api, admin_token: str) -> None:
 
 # -- quotas and limits ----------------------------------------------------------------------
 def test_quota_sets_per_microversion(api: Api, admin_token: str) -> None:
-    member, project_id, user_id = project_token(api, admin_token, "qs")
+    member, project_id, user_id = api.member(admin_token, "qs")
     q = f"{C}/os-quota-sets/{project_id}"
     shown = valid(quotas21.get_quota_set, api.get(q, member))["quota_set"]
     assert shown["id"] == project_id and shown["instances"] == 10 and shown["cores"] == 20
@@ -317,7 +306,7 @@ def test_quota_sets_per_microversion(api: Api, admin_token: str) -> None:
     assert valid(quotas21.get_quota_set, api.get(f"{q}/defaults", member))["quota_set"][
         "ram"] == 51200
     fault(api.request("PUT", q, member, json={"quota_set": {"ram": 0}}), 403, "forbidden")
-    other, _, _ = project_token(api, admin_token, "qs2")
+    other, _, _ = api.member(admin_token, "qs2")
     fault(api.get(q, other), 403, "forbidden")
     add_server(api, project_id, user_id, vcpus=4, ram=2048)
     r = api.request("PUT", q, admin_token, json={"quota_set": {"cores": 2}})
@@ -350,7 +339,7 @@ def test_quota_sets_per_microversion(api: Api, admin_token: str) -> None:
 
 
 def test_quota_class_default_changes_every_project(api: Api, admin_token: str) -> None:
-    member, project_id, _ = project_token(api, admin_token, "qc")
+    member, project_id, _ = api.member(admin_token, "qc")
     r = api.get(f"{C}/os-quota-class-sets/default", admin_token)
     assert valid(classes21.get_quota_class_set, r)["quota_class_set"]["instances"] == 10
     fault(api.request("PUT", f"{C}/os-quota-class-sets/default", member,
@@ -365,7 +354,7 @@ def test_quota_class_default_changes_every_project(api: Api, admin_token: str) -
 
 
 def test_limits(api: Api, admin_token: str) -> None:
-    member, project_id, user_id = project_token(api, admin_token, "lim")
+    member, project_id, user_id = api.member(admin_token, "lim")
     add_server(api, project_id, user_id, vcpus=2, ram=512)
     r = api.get(f"{C}/limits", member)
     absolute = valid(limits21.get_limit, r)["limits"]["absolute"]
@@ -384,7 +373,7 @@ def test_limits(api: Api, admin_token: str) -> None:
 
 
 def test_quota_check_message_and_concurrent_creates(api: Api, admin_token: str) -> None:
-    _, project_id, user_id = project_token(api, admin_token, "qk")
+    _, project_id, user_id = api.member(admin_token, "qk")
     add_server(api, project_id, user_id, vcpus=19, ram=128)
     with api.cloud.session() as db:
         with pytest.raises(Forbidden) as err:
@@ -453,7 +442,7 @@ def test_register_and_heartbeat(api: Api, host: Host) -> None:
 
 
 def test_hypervisors(api: Api, admin_token: str, host: Host) -> None:
-    member, project_id, user_id = project_token(api, admin_token, "hv")
+    member, project_id, user_id = api.member(admin_token, "hv")
     add_server(api, project_id, user_id, host="node1", vcpus=2, ram=1024)
     fault(api.get(f"{C}/os-hypervisors", member), 403, "forbidden")
     listed = valid(hyper21.list_search_hypervisors, api.get(f"{C}/os-hypervisors",
@@ -482,7 +471,7 @@ def test_hypervisors(api: Api, admin_token: str, host: Host) -> None:
 
 
 def test_services_and_zones(api: Api, admin_token: str, host: Host) -> None:
-    member, _, _ = project_token(api, admin_token, "sv")
+    member, _, _ = api.member(admin_token, "sv")
     fault(api.get(f"{C}/os-services", member), 403, "forbidden")
     rows = valid(services21.list_services, api.get(f"{C}/os-services", admin_token))["services"]
     assert {r["binary"] for r in rows} == {"nova-compute", "nova-scheduler", "nova-conductor"}
@@ -526,7 +515,7 @@ def test_services_and_zones(api: Api, admin_token: str, host: Host) -> None:
 
 # -- aggregates ------------------------------------------------------------------------------
 def test_aggregates_and_zones(api: Api, admin_token: str, host: Host) -> None:
-    member, _, _ = project_token(api, admin_token, "ag")
+    member, _, _ = api.member(admin_token, "ag")
     A = f"{C}/os-aggregates"
     fault(api.post(A, member, json={"aggregate": {"name": "a"}}), 403, "forbidden")
     for name in ("", "a" * 256):
@@ -571,7 +560,7 @@ def test_aggregates_and_zones(api: Api, admin_token: str, host: Host) -> None:
 
 # -- server groups ---------------------------------------------------------------------------
 def test_server_groups(api: Api, admin_token: str) -> None:
-    member, project_id, user_id = project_token(api, admin_token, "sg")
+    member, project_id, user_id = api.member(admin_token, "sg")
     G = f"{C}/os-server-groups"
     r = api.post(G, member, json={"server_group": {"name": "web", "policies": ["affinity"]}})
     group = valid(groups21.create_show_server_group, r)["server_group"]
@@ -586,7 +575,7 @@ def test_server_groups(api: Api, admin_token: str) -> None:
     assert group in valid(groups21.list_server_groups, r)["server_groups"]
     assert valid(groups21.create_show_server_group, api.get(f"{G}/{group['id']}",
                                                             member))["server_group"] == group
-    other, _, _ = project_token(api, admin_token, "sg2")
+    other, _, _ = api.member(admin_token, "sg2")
     assert api.get(G, other).json() == {"server_groups": []}
     fault(api.get(f"{G}/{group['id']}", other), 403, "forbidden")
     assert len(api.get(f"{G}?all_projects=True", admin_token).json()["server_groups"]) == 2

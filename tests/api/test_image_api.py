@@ -22,16 +22,6 @@ def create(api: Api, token: str, **body: Any) -> dict[str, Any]:
     return r.json()  # type: ignore[no-any-return]
 
 
-def project_token(api: Api, admin: str, name: str, role: str = "member") -> str:
-    v3 = "/identity/v3"
-    project = api.post(f"{v3}/projects", admin, json={"project": {"name": name}}).json()["project"]
-    user = api.post(f"{v3}/users", admin, json={"user": {"name": name, "password": "pw"}}).json()[
-        "user"]
-    role_id = api.get(f"{v3}/roles?name={role}", admin).json()["roles"][0]["id"]
-    api.request("PUT", f"{v3}/projects/{project['id']}/users/{user['id']}/roles/{role_id}", admin)
-    return api.token(name, "pw", name)
-
-
 def test_versions_and_catalog(api: Api, admin_token: str) -> None:
     r = api.get("/image")
     assert r.status_code == 300 and r.json()["versions"][0]["status"] == "CURRENT"
@@ -110,8 +100,8 @@ def test_patch_tags_protected_delete(api: Api, admin_token: str) -> None:
 
 
 def test_private_images_and_sharing(api: Api, admin_token: str) -> None:
-    alice = project_token(api, admin_token, "alice")
-    bob = project_token(api, admin_token, "bob")
+    alice = api.member(admin_token, "alice")[0]
+    bob = api.member(admin_token, "bob")[0]
     image = create(api, alice, name="mine", visibility="private")
     assert api.get(f"{V2}/images/{image['id']}", bob).status_code == 404
     r = api.post(f"{V2}/images", alice, json={"name": "pub", "visibility": "public"})

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_image_api import project_token
 
 from conftest import BACKENDS, Api, backend_cloud, make_cloud
 from picocloud.cloud import Cloud
@@ -106,7 +105,7 @@ def test_replace_changes_metadata_only_and_the_last_location_stays(
         assert r.status_code == 400, r.text
     assert show(api, admin_token, image["id"])["locations"] == locs
 
-    member = project_token(api, admin_token, "locowner")
+    member = api.member(admin_token, "locowner")[0]
     own = create(api, member)
     assert patch(api, member, own["id"], add(data_url), add(second)).status_code == 200
     remove = {"op": "remove", "path": "/locations/0"}
@@ -179,7 +178,7 @@ def test_other_projects_do_not_see_locations(api: Api, admin_token: str, data_ur
     image = create(api, admin_token)
     assert patch(api, admin_token, image["id"], add(data_url),
                  {"op": "replace", "path": "/visibility", "value": "public"}).status_code == 200
-    other = project_token(api, admin_token, "locother")
+    other = api.member(admin_token, "locother")[0]
     shown = show(api, other, image["id"])
     assert shown["status"] == "active" and "locations" not in shown
     r = patch(api, other, image["id"], add(data_url + "#x"))
@@ -281,7 +280,7 @@ def test_bad_location_imports_are_400(api: Api, admin_token: str, data_url: str,
 
 
 def test_only_services_and_admins_list_locations(api: Api, admin_token: str) -> None:
-    member = project_token(api, admin_token, "locreader")
+    member = api.member(admin_token, "locreader")[0]
     image = create(api, member)
     assert api.get(f"{V2}/images/{image['id']}/locations", member).status_code == 403
 
@@ -292,7 +291,7 @@ def test_stores_info_shows_the_read_only_web_store(api: Api, admin_token: str) -
                           "read-only": "true"}
     detail = api.get(f"{V2}/info/stores/detail", admin_token).json()["stores"]
     assert [s["type"] for s in detail] == ["file", "http"]
-    member = project_token(api, admin_token, "locdetail")
+    member = api.member(admin_token, "locdetail")[0]
     assert api.get(f"{V2}/info/stores/detail", member).status_code == 403
     usage = api.get(f"{V2}/info/usage", member).json()["usage"]
     assert usage["image_count_total"] == {"limit": -1, "usage": 0}
@@ -316,5 +315,5 @@ def test_import_tasks_are_listed_with_their_request(api: Api, admin_token: str) 
     whole = api.get(f"{V2}/tasks/{task['id']}", admin_token).json()
     assert whole["input"]["import_req"]["method"]["name"] == "glance-direct"
     assert api.get(f"{V2}/tasks/{uuid.uuid4()}", admin_token).status_code == 404
-    member = project_token(api, admin_token, "tasklooker")
+    member = api.member(admin_token, "tasklooker")[0]
     assert api.get(f"{V2}/tasks", member).status_code == 403

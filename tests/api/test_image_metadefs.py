@@ -13,16 +13,6 @@ V2 = "/image/v2"
 NS = f"{V2}/metadefs/namespaces"
 
 
-def project_token(api: Api, admin: str, name: str, role: str = "member") -> str:
-    v3 = "/identity/v3"
-    project = api.post(f"{v3}/projects", admin, json={"project": {"name": name}}).json()["project"]
-    user = api.post(f"{v3}/users", admin, json={"user": {"name": name, "password": "pw"}}).json()[
-        "user"]
-    role_id = api.get(f"{v3}/roles?name={role}", admin).json()["roles"][0]["id"]
-    api.request("PUT", f"{v3}/projects/{project['id']}/users/{user['id']}/roles/{role_id}", admin)
-    return api.token(name, "pw", name)
-
-
 def create_ns(api: Api, token: str, name: str, **body: Any) -> dict[str, Any]:
     r = api.post(NS, token, json={"namespace": name, **body})
     assert r.status_code == 201, r.text
@@ -200,7 +190,7 @@ def test_resource_type_associations(api: Api, admin_token: str) -> None:
 
 
 def test_visibility_and_admin_only_writes(api: Api, admin_token: str) -> None:
-    alice = project_token(api, admin_token, "alice")
+    alice = api.member(admin_token, "alice")[0]
     create_ns(api, admin_token, "pub", visibility="public")
     create_ns(api, admin_token, "priv")
     names = [n["namespace"] for n in api.get(NS, alice).json()["namespaces"]]

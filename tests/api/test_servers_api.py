@@ -114,19 +114,8 @@ class Compute:
                project_id: str | None = None) -> tuple[str, str]:
         """A new user holding `role` in a new project named `name` (or in `project_id`):
         (token, project id)."""
-        api, v3 = self.api, "/identity/v3"
-        if project_id is None:
-            project = api.post(f"{v3}/projects", self.admin,
-                               json={"project": {"name": name}}).json()["project"]  # fmt: skip
-        else:
-            project = api.get(f"{v3}/projects/{project_id}", self.admin).json()["project"]
-        user = api.post(f"{v3}/users", self.admin,
-                        json={"user": {"name": name, "password": "pw"}}).json()["user"]  # fmt: skip
-        role_id = api.get(f"{v3}/roles?name={role}", self.admin).json()["roles"][0]["id"]
-        r = api.request("PUT", f"{v3}/projects/{project['id']}/users/{user['id']}/roles/{role_id}",
-                        self.admin)  # fmt: skip
-        assert r.status_code == 204, r.text
-        return api.token(name, "pw", project["name"]), str(project["id"])
+        token, project, _user = self.api.member(self.admin, name, role, project_id)
+        return token, project
 
 
 @pytest.fixture(params=BACKENDS)
