@@ -24,7 +24,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import re
 import shlex
 import signal
@@ -40,12 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from cloudproc import CloudProcess
-from procstat import CLK_TCK, HOST, cpu_seconds, machine_cpu
+from procstat import CLK_TCK, HOST, REPO, cpu_seconds, git_revision, machine_cpu, machine_summary
 
-REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from picocloud.compute.virt.qemu.cmdline import detect_accel  # noqa: E402
+from picocloud.compute.virt.qemu.cmdline import detect_accel
 
 COMPUTE = "/compute/v2.1"
 MICROVERSION = "compute 2.37"
@@ -473,17 +471,9 @@ def p50(values: list[float]) -> float:
 
 
 def describe_machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    rev = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
     qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True,
                           check=False).stdout.splitlines()[0]  # fmt: skip
-    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}, {qemu}, picocloud git {rev or '?'}")
+    return f"{machine_summary()}, {qemu}, picocloud git {git_revision()}"
 
 
 def describe_accel(hypervisors: list[dict[str, Any]], storms: list[Storm]) -> str:

@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -28,9 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudproc import CloudProcess
-from procstat import HOST, cpu_seconds, machine_cpu
+from procstat import HOST, REPO, cpu_seconds, git_revision, machine_cpu, machine_summary
 
-REPO = Path(__file__).resolve().parent.parent
 # The picocloud of this interpreter: describe_machine says where it imports picocloud from.
 PICOCLOUD = Path(sys.executable).parent / "picocloud"
 MiB = 1 << 20
@@ -232,13 +230,6 @@ class Result:
 
 
 def describe_machine(path: Path) -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    rev = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True, check=False).stdout.strip()
     df = subprocess.run(["df", "--output=source,fstype", str(path)], capture_output=True,
                         text=True, check=False).stdout.splitlines()
     disk = " ".join(df[1].split()) if len(df) > 1 else "?"
@@ -246,9 +237,8 @@ def describe_machine(path: Path) -> str:
     origin = subprocess.run([sys.executable, "-c", "import picocloud; print(picocloud.__file__)"],
                             capture_output=True, text=True, check=False).stdout.strip()
     source = Path(origin).parent.parent if origin else Path("?")
-    where = f"git {rev or '?'}" if source == REPO / "src" else f"from {source}"
-    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}, filesystem {disk}, picocloud {where}")
+    where = f"git {git_revision()}" if source == REPO / "src" else f"from {source}"
+    return f"{machine_summary()}, filesystem {disk}, picocloud {where}"
 
 
 def report(result: Result, command: str, machine: str) -> None:

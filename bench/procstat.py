@@ -1,12 +1,16 @@
-"""What the benchmarks read from /proc, and a free loopback port: shared by every bench script."""
+"""What the benchmarks read from /proc (and about the machine), and a free loopback port:
+shared by every bench script."""
 
 from __future__ import annotations
 
 import os
+import platform
 import socket
+import subprocess
 from pathlib import Path
 
 HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -36,3 +40,24 @@ def machine_cpu() -> tuple[float, float]:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
     return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
+def machine_summary() -> str:
+    """CPUs, their model, kernel and Python, for the head of a report."""
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def git_revision() -> str:
+    """`git describe` of the checkout the benchmarks are in ("?" when it can't say)."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        out = ""
+    return out or "?"

@@ -12,13 +12,11 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import queue
 import shlex
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -30,10 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudproc import TOKENS_PATH, CloudProcess, password_auth
-from procstat import HOST, cpu_times, machine_cpu
-
-REPO = Path(__file__).resolve().parent.parent
-
+from procstat import HOST, cpu_times, git_revision, machine_cpu, machine_summary
 
 # -- a minimal HTTP/1.1 keep-alive client ----------------------------------------------------
 # A raw socket and a buffered reader cost a few tens of microseconds a request, far below
@@ -346,20 +341,7 @@ def run_server(rounds: int, clients: int, seconds: float) -> Run:
 
 
 def describe_machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-            capture_output=True, text=True, check=False,
-        ).stdout.strip()
-    except OSError:
-        rev = ""
-    return (f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}, picocloud git {rev or '?'}")
+    return f"{machine_summary()}, picocloud git {git_revision()}"
 
 
 def report(runs: list[Run], clients: int, command: str, machine: str) -> None:
