@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +21,7 @@ from picocloud.image import (
 from picocloud.image.access import caller as _caller
 from picocloud.image.access import target as _target
 from picocloud.image.errors import image_not_found, render
-from picocloud.image.models import Image, ImageMember
+from picocloud.image.models import Image, ImageLocation, ImageMember
 from picocloud.image.service import ImageService
 
 NO_CONTENT = Reply(None, status=204)
@@ -79,12 +80,15 @@ def image_json(image: Image, stores: list[str] | None = None) -> dict[str, Any]:
     return body
 
 
-def _show(ctx: Ctx, image: Image) -> dict[str, Any]:
+def _show(ctx: Ctx, image: Image, web: Sequence[ImageLocation] | None = None) -> dict[str, Any]:
+    """The image with the stores holding its data and, where the caller may see them, its
+    locations; `web`: its registered URLs, when the caller already read them."""
     held = ctx.cloud.images.holding(image.id) if image.status in DATA_STATUSES else []
-    web = locations.urls(ctx.db, image.id)
+    if web is None:
+        web = locations.external(ctx.db, image.id)
     body = image_json(image, [*held, locations.WEB_STORE] if web else held)
     if locations.enabled(ctx.cloud) and ctx.allowed("get_image_location", _target(image)):
-        body["locations"] = locations.locations_json(ctx.cloud, ctx.db, image)
+        body["locations"] = locations.locations_json(ctx.cloud, image.id, held, web)
     return body
 
 
@@ -148,8 +152,9 @@ def list_images(ctx: Ctx) -> dict[str, Any]:
     rows = listing.filter_images(rows, ctx.query)
     rows = listing.sort_images(rows, listing.sort_spec(ctx.query))
     shown, more = listing.page(rows, ctx.query)
+    web = locations.external_of(ctx.db, [i.id for i in shown])
     body: dict[str, Any] = {
-        "images": [_show(ctx, i) for i in shown],
+        "images": [_show(ctx, i, web[i.id]) for i in shown],
         "first": "/v2/images",
         "schema": "/v2/schemas/images",
     }

@@ -14,7 +14,7 @@ from picocloud.http import Ctx, Reply, Route
 from picocloud.image import locations
 from picocloud.image.access import caller as _caller
 from picocloud.image.access import target as _target
-from picocloud.image.imports import IMPORTING, LOCATION, STALE, TASK, ImportJob, start
+from picocloud.image.imports import LOCATION, STALE, TASK, ImportJob, start
 from picocloud.image.service import ImageService, utcnow
 from picocloud.image.tasks import new_task
 
@@ -28,15 +28,8 @@ def _validation(body: dict[str, Any]) -> tuple[str, str] | None:
     if not isinstance(data, dict) or set(data) != {"os_hash_algo", "os_hash_value"}:
         raise BadRequest("Invalid validation_data: it holds os_hash_algo and os_hash_value, "
                          "both, and nothing else.")
-    algo, value = data["os_hash_algo"], data["os_hash_value"]
-    if algo not in ALGOS:
-        raise BadRequest(f"Invalid validation_data: os_hash_algo must be one of "
-                         f"{', '.join(ALGOS)}.")
-    digest = {"sha1": 40, "sha256": 64, "sha512": 128, "md5": 32}[algo]
-    if (not isinstance(value, str) or len(value) != digest
-            or not all(c in "0123456789abcdef" for c in value)):
-        raise BadRequest(f"Invalid validation_data: os_hash_value is not a {algo} hex digest.")
-    return algo, value
+    checked = locations.check_validation(data, ALGOS)
+    return checked["os_hash_algo"], checked["os_hash_value"]
 
 
 def add_location(ctx: Ctx) -> Reply:
@@ -64,7 +57,7 @@ def add_location(ctx: Ctx) -> Reply:
     task = new_task(ctx, image, "location_import", {
         "image_id": image.id, "loc_url": url,
         "validation_data": body.get("validation_data") or {}})
-    image.properties = {**image.properties, TASK: task.id, IMPORTING: ""}
+    image.properties = {**image.properties, TASK: task.id}
     image.status = "importing"
     image.updated_at = utcnow()
     ctx.db.commit()
@@ -77,7 +70,8 @@ def add_location(ctx: Ctx) -> Reply:
 def list_locations(ctx: Ctx) -> Any:
     image = ImageService(ctx.db, ctx.cloud.settings).get(ctx.params["image_id"], _caller(ctx))
     ctx.authorize(_target(image))
-    return Reply(locations.locations_json(ctx.cloud, ctx.db, image))
+    return Reply(locations.locations_json(ctx.cloud, image.id, None,
+                                          locations.external(ctx.db, image.id)))
 
 
 ROUTES = [

@@ -56,6 +56,15 @@ def urls(db: Session, image_id: str) -> list[str]:
     return [row.url for row in external(db, image_id)]
 
 
+def external_of(db: Session, image_ids: Sequence[str]) -> dict[str, list[ImageLocation]]:
+    """The registered URLs of several images in one query (for listings), by image id."""
+    found: dict[str, list[ImageLocation]] = {i: [] for i in image_ids}
+    stmt = select(ImageLocation).where(ImageLocation.image_id.in_(list(image_ids)))
+    for row in db.scalars(stmt.order_by(ImageLocation.position)):
+        found[row.image_id].append(row)
+    return found
+
+
 def add_location(db: Session, image_id: str, url: str,
                  metadata: dict[str, Any] | None = None) -> None:
     """Append `url` to the image's locations."""
@@ -64,18 +73,23 @@ def add_location(db: Session, image_id: str, url: str,
     db.flush()
 
 
-def store_locations(cloud: Cloud, image_id: str) -> list[dict[str, Any]]:
+def store_locations(cloud: Cloud, image_id: str,
+                    held: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The copies in picocloud's stores (`held`: the ids of the stores holding the data, when
+    the caller already looked)."""
     found = []
-    for store_id in cloud.images.holding(image_id):
+    for store_id in cloud.images.holding(image_id) if held is None else held:
         path = cloud.images.path(image_id, store_id)
         if path is not None:
             found.append({"url": path.resolve().as_uri(), "metadata": {"store": store_id}})
     return found
 
 
-def locations_json(cloud: Cloud, db: Session, image: Image) -> list[dict[str, Any]]:
-    return [*store_locations(cloud, image.id),
-            *({"url": row.url, "metadata": dict(row.meta)} for row in external(db, image.id))]
+def locations_json(cloud: Cloud, image_id: str, held: Sequence[str] | None,
+                   rows: Sequence[ImageLocation]) -> list[dict[str, Any]]:
+    """Store copies first, then the registered URLs (`rows`), as Glance shows them."""
+    return [*store_locations(cloud, image_id, held),
+            *({"url": row.url, "metadata": dict(row.meta)} for row in rows)]
 
 
 def open_first(cloud: Cloud, candidates: Sequence[str]) -> Iterator[bytes]:
@@ -95,9 +109,9 @@ def open_first(cloud: Cloud, candidates: Sequence[str]) -> Iterator[bytes]:
 
 
 # -- checking what users send ---------------------------------------------------------------
-def check_validation(data: Any) -> dict[str, str]:
-    """`validation_data` as Glance reads it: os_hash_algo and os_hash_value together, a known
-    algorithm, hex digests of the right length; 400 otherwise."""
+def check_validation(data: Any, algos: Sequence[str] = HASH_ALGOS) -> dict[str, str]:
+    """`validation_data` as Glance reads it: os_hash_algo (one of `algos`) and os_hash_value
+    together, hex digests of the right length; 400 otherwise."""
     if not isinstance(data, dict) or set(data) - set(VALIDATION_KEYS):
         raise BadRequest("Invalid validation_data: only checksum, os_hash_algo and "
                          "os_hash_value may be given.")
@@ -110,9 +124,9 @@ def check_validation(data: Any) -> dict[str, str]:
         raise BadRequest("Invalid validation_data: checksum is an md5 hex digest.")
     algo = data.get("os_hash_algo")
     if algo is not None:
-        if algo not in HASH_ALGOS:
+        if algo not in algos:
             raise BadRequest(f"Invalid validation_data: os_hash_algo {algo!r} is not one of "
-                             f"{', '.join(HASH_ALGOS)}.")
+                             f"{', '.join(algos)}.")
         value = data["os_hash_value"]
         if len(value) != hashlib.new(algo).digest_size * 2 or not _HEX.match(value):
             raise BadRequest(f"Invalid validation_data: os_hash_value is not a {algo} hex "

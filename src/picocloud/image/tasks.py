@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from picocloud.errors import NotFound
@@ -74,30 +74,32 @@ def task_json(task: ImageTask) -> dict[str, Any]:
     }
 
 
+def _unexpired() -> Select[ImageTask]:
+    expires = ImageTask.expires_at
+    return select(ImageTask).where(expires.is_(None) | (expires > utcnow()))
+
+
 def image_tasks(ctx: Ctx) -> dict[str, Any]:
     """`GET /v2/images/{id}/tasks`: the image's unexpired tasks (a non-admin sees the ones
     their project started)."""
     caller = _caller(ctx)
     image = ImageService(ctx.db, ctx.cloud.settings).get(ctx.params["image_id"], caller)
     ctx.authorize(_target(image))
-    now = utcnow()
-    stmt = select(ImageTask).where(ImageTask.image_id == image.id)
+    stmt = _unexpired().where(ImageTask.image_id == image.id)
     if not caller.is_admin:
         stmt = stmt.where(ImageTask.owner == caller.project_id)
-    rows = ctx.db.scalars(stmt.order_by(ImageTask.created_at)).all()
-    return {"tasks": [task_json(t) for t in rows if t.expires_at is None or t.expires_at > now]}
+    return {"tasks": [task_json(t) for t in ctx.db.scalars(stmt.order_by(ImageTask.created_at))]}
 
 
 def list_tasks(ctx: Ctx) -> dict[str, Any]:
     """`GET /v2/tasks` (admins): every unexpired task, newest first, in Glance's short form."""
     ctx.authorize()
-    now = utcnow()
-    rows = ctx.db.scalars(select(ImageTask).order_by(ImageTask.created_at.desc())).all()
+    rows = ctx.db.scalars(_unexpired().order_by(ImageTask.created_at.desc()))
     short = ("id", "type", "status", "owner", "created_at", "updated_at", "expires_at")
     return {
         "tasks": [{**{k: v for k, v in task_json(t).items() if k in short},
                    "self": f"/v2/tasks/{t.id}", "schema": "/v2/schemas/task"}
-                  for t in rows if t.expires_at is None or t.expires_at > now],
+                  for t in rows],
         "first": "/v2/tasks",
         "schema": "/v2/schemas/tasks",
     }
