@@ -176,6 +176,10 @@ def test_lifecycle_of_a_guest(driver: QemuDriver, tiny_image: Path, workdir: Pat
     driver.confirm_resize(FIRST)
     assert not (guest_dir / "before-resize").exists()
     assert _image_info(guest_dir / "disk")["virtual-size"] == 2 << 30
+    driver.revert_resize(replace(spec, memory_mb=160))  # nothing kept: sizes only, disks grow
+    assert _image_info(guest_dir / "disk")["virtual-size"] == 2 << 30
+    driver.resize(replace(spec, memory_mb=192, root_gb=2))
+    driver.confirm_resize(FIRST)
 
     driver.power_on(FIRST)
     _wait_ready(driver, FIRST, 2)

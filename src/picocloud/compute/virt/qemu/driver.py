@@ -556,34 +556,38 @@ class QemuDriver:
         for a revert (copies of qcow2 overlays: as large as what the guest wrote)."""
         files = self._existing(spec.uuid)
         with self._locked(spec.uuid):
-            old = load_spec(files)
-            spec = replace(spec, root_gb=max(spec.root_gb, old.root_gb))
             self._stop(files, self.shutdown_timeout)
             files.memory_state.unlink(missing_ok=True)
             self._keep_for_revert(files)
-            devices.grow(files.disk, spec.root_gb * GiB)
-            if spec.ephemeral_gb > 0 or files.ephemeral.exists():
-                spec = replace(spec, ephemeral_gb=max(spec.ephemeral_gb, old.ephemeral_gb))
-                if files.ephemeral.exists():
-                    devices.grow(files.ephemeral, spec.ephemeral_gb * GiB)
-                else:
-                    base = devices.formatted_base(
-                        self.images.dir, "ephemeral", spec.ephemeral_gb * GiB
-                    )
-                    devices.create_overlay(base, "raw", files.ephemeral)
-            if spec.swap_mb != old.swap_mb:
-                files.swap.unlink(missing_ok=True)  # swap holds nothing to keep
-                if spec.swap_mb > 0:
-                    base = devices.formatted_base(
-                        self.images.dir, "swap", spec.swap_mb * devices.MiB
-                    )
-                    devices.create_overlay(base, "raw", files.swap)
-            save_spec(files, spec)
-            log.info("guest %s: resized to %d vCPU, %d MiB", spec.uuid, spec.vcpus, spec.memory_mb)
+            self._apply_sizes(files, spec)
+
+    def _apply_sizes(self, files: GuestFiles, spec: GuestSpec) -> None:
+        """The stopped guest's disks and spec to `spec`'s sizes (disks only grow)."""
+        old = load_spec(files)
+        spec = replace(spec, root_gb=max(spec.root_gb, old.root_gb))
+        devices.grow(files.disk, spec.root_gb * GiB)
+        if spec.ephemeral_gb > 0 or files.ephemeral.exists():
+            spec = replace(spec, ephemeral_gb=max(spec.ephemeral_gb, old.ephemeral_gb))
+            if files.ephemeral.exists():
+                devices.grow(files.ephemeral, spec.ephemeral_gb * GiB)
+            else:
+                base = devices.formatted_base(
+                    self.images.dir, "ephemeral", spec.ephemeral_gb * GiB
+                )
+                devices.create_overlay(base, "raw", files.ephemeral)
+        if spec.swap_mb != old.swap_mb:
+            files.swap.unlink(missing_ok=True)  # swap holds nothing to keep
+            if spec.swap_mb > 0:
+                base = devices.formatted_base(
+                    self.images.dir, "swap", spec.swap_mb * devices.MiB
+                )
+                devices.create_overlay(base, "raw", files.swap)
+        save_spec(files, spec)
+        log.info("guest %s: resized to %d vCPU, %d MiB", spec.uuid, spec.vcpus, spec.memory_mb)
 
     def _keep_for_revert(self, files: GuestFiles) -> None:
         kept = files.before_resize
-        shutil.rmtree(kept, ignore_errors=True)  # a resize confirmed by the database only
+        shutil.rmtree(kept, ignore_errors=True)  # an older resize's, never confirmed here
         staging = kept.with_name(kept.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700)
@@ -599,14 +603,13 @@ class QemuDriver:
 
     def revert_resize(self, spec: GuestSpec) -> None:
         files = self._existing(spec.uuid)
-        if not (files.before_resize / files.spec.name).exists():
-            self.resize(spec)  # nothing kept (a resize from before this existed): sizes only
-            self.confirm_resize(spec.uuid)
-            return
         with self._locked(spec.uuid):
             self._stop(files, self.shutdown_timeout)
             files.memory_state.unlink(missing_ok=True)
             kept = files.before_resize
+            if not (kept / files.spec.name).exists():  # resized before revert kept anything
+                self._apply_sizes(files, spec)
+                return
             for path in (files.disk, files.ephemeral, files.swap):
                 if (kept / path.name).exists():
                     os.replace(kept / path.name, path)
