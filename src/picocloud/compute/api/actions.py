@@ -189,33 +189,20 @@ def create_backup(ctx: Ctx, server: Server, body: Any) -> Reply:
 def _queue_image(ctx: Ctx, server: Server, name: str, properties: dict[str, Any]) -> str:
     """Add the queued image a snapshot of `server` will fill; its id. The properties Nova
     sets win over the caller's metadata (rotation finds backups by them)."""
-    from picocloud.image.models import Image
-    from picocloud.image.service import utcnow as image_now
+    from picocloud.image.service import Caller, ImageService
 
-    now = image_now()
-    image = Image(
-        id=_new_uuid(),
-        name=name,
-        status="queued",
-        visibility="private",
-        owner=server.project_id,
-        protected=False,
-        os_hidden=False,
-        disk_format="qcow2",
-        container_format="bare",
-        min_disk=int(server.flavor["disk"]),
-        min_ram=0,
-        tags=[],
-        created_at=now,
-        updated_at=now,
-        properties={
-            **properties,
-            "instance_uuid": server.id,
-            "base_image_ref": server.image_id,
-            "user_id": actor(ctx).user_id,
-        },
-    )
-    ctx.db.add(image)
+    owner = Caller(server.project_id, is_admin=False)  # the server's project owns the image
+    image = ImageService(ctx.db, ctx.cloud.settings).create({
+        **properties,
+        "instance_uuid": server.id,
+        "base_image_ref": server.image_id,
+        "user_id": actor(ctx).user_id,
+        "name": name,
+        "visibility": "private",
+        "disk_format": "qcow2",
+        "container_format": "bare",
+        "min_disk": int(server.flavor["disk"]),
+    }, owner)
     return image.id
 
 
@@ -270,12 +257,6 @@ def reset_state(ctx: Ctx, server: Server, body: Any) -> Reply:
     server.task_state, server.task_args = None, None
     server.updated_at = utcnow()
     return ACCEPTED
-
-
-def _new_uuid() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
 
 
 Handler = Callable[[Ctx, Server, Any], Any]
