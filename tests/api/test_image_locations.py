@@ -84,6 +84,8 @@ def test_a_url_location_activates_the_image_and_serves_its_bytes(
     assert ("HEAD", "/disk.raw") in web.hits
     r = api.get(f"{V2}/images/{image['id']}/file", admin_token)
     assert r.status_code == 200 and r.content == DATA
+    del web.routes["/disk.raw"]  # the URL stops answering: the data can't be read
+    assert api.get(f"{V2}/images/{image['id']}/file", admin_token).status_code == 503
 
 
 def test_replace_changes_metadata_only_and_the_last_location_stays(
