@@ -6,6 +6,7 @@ microversion asked for (2.37 unless a test says otherwise)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import threading
@@ -118,9 +119,12 @@ class Compute:
         return token, project
 
 
-@pytest.fixture(params=BACKENDS)
-def compute(request: pytest.FixtureRequest, tmp_path: Path, disk_image: Path) -> Iterator[Compute]:
-    cloud = backend_cloud(request, tmp_path, compute_driver="fake", compute_host=HOST)
+@contextlib.contextmanager
+def running_compute(request: pytest.FixtureRequest, tmp_path: Path, disk_image: Path,
+                    **settings: Any) -> Iterator[Compute]:
+    """A cloud (on the fixture's backend) with flavors, an image and a fake-driver agent."""
+    cloud = backend_cloud(request, tmp_path, compute_driver="fake", compute_host=HOST,
+                          **settings)
     api = Api(cloud)
     try:
         with cloud.session() as db:
@@ -132,6 +136,12 @@ def compute(request: pytest.FixtureRequest, tmp_path: Path, disk_image: Path) ->
     finally:
         api.client.close()
         cloud.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def compute(request: pytest.FixtureRequest, tmp_path: Path, disk_image: Path) -> Iterator[Compute]:
+    with running_compute(request, tmp_path, disk_image) as c:
+        yield c
 
 
 # -- create, show, list ------------------------------------------------------------------------
